@@ -16,8 +16,10 @@ lists are :class:`TokenList`. Python operators build the same trees as the ``.sa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import ClassVar, Iterator, Union as TUnion
+from typing import ClassVar
+from typing import Union as TUnion
 
 # --------------------------------------------------------------------------- integer expressions
 
@@ -33,6 +35,10 @@ class IntExpr:
     def eval(self, n: int) -> int:
         raise NotImplementedError
 
+    def __int__(self) -> int:
+        # lets concrete-only stages write int(arg); a symbolic argument must be concretized first
+        raise PatternError(f"{self.sap()} depends on n: concretize the pattern first")
+
     def __str__(self) -> str:
         return self.sap()
 
@@ -40,7 +46,7 @@ class IntExpr:
         raise NotImplementedError
 
 
-Int = TUnion[int, IntExpr]
+Int: TypeAlias = int | IntExpr
 
 
 @dataclass(frozen=True)
@@ -162,10 +168,10 @@ class Range:
 class TokenList:
     """A list of token positions: integers and ``a..b`` ranges (SPEC section 2)."""
 
-    items: tuple[TUnion[Int, Range], ...]
+    items: tuple[Int | Range, ...]
 
     @staticmethod
-    def of(*items: TUnion[Int, Range]) -> TokenList:
+    def of(*items: Int | Range) -> TokenList:
         return TokenList(tuple(items))
 
     @staticmethod
@@ -272,7 +278,7 @@ def _trim_defaults(node: Node, args: list[str]) -> list[str]:
     if isinstance(node, (Random, RandomBlocks)):
         if node.seed == 0:
             return args[:-1]
-        return args[:-1] + [f"seed={args[-1]}"]
+        return [*args[:-1], f"seed={args[-1]}"]
     return args
 
 
@@ -342,7 +348,7 @@ class Fixed(Node):
     """``blocks(l) or j % l >= l - c``."""
 
     name: ClassVar[str] = "fixed"
-    l: Int  # noqa: E741 (the paper's name)
+    l: Int
     c: Int
 
 
@@ -509,7 +515,8 @@ def check_heads(node: Node, heads: int) -> None:
     """Raise PatternError unless ``heads`` is a multiple of every ``heads(...)`` size."""
     for sub in node.walk():
         if isinstance(sub, Heads) and heads % len(sub.parts):
-            raise PatternError(f"{heads} heads is not a multiple of the {len(sub.parts)} parts of {sub.sap()}")
+            k = len(sub.parts)
+            raise PatternError(f"{heads} heads is not a multiple of the {k} parts of {sub.sap()}")
 
 
 def head_groups(node: Node, heads: int | None) -> list[Node]:

@@ -61,17 +61,17 @@ def _eval(node: ir.Node, p: np.ndarray, j: np.ndarray, nq: int, nk: int) -> np.n
         case ir.Causal():
             return d >= 0
         case ir.Window(left, right):
-            return (d >= -right) & (d <= left)
+            return (d >= -int(right)) & (d <= int(left))
         case ir.Band(w):
-            return np.abs(d) <= w
+            return np.abs(d) <= int(w)
         case ir.Dilated(w, r):
-            return (np.abs(d) <= w * r) & (d % r == 0)
+            return (np.abs(d) <= int(w) * int(r)) & (d % int(r) == 0)
         case ir.Strided(s):
-            return d % s == 0
+            return d % int(s) == 0
         case ir.Blocks(b):
-            return p // b == j // b
+            return p // int(b) == j // int(b)
         case ir.Fixed(l, c):
-            return (p // l == j // l) | (j % l >= l - c)
+            return (p // int(l) == j // int(l)) | (j % int(l) >= int(l) - int(c))
         case ir.Rows(t):
             return np.broadcast_to(_in(p, t, nk), (nq, nk))
         case ir.Cols(t):
@@ -79,17 +79,16 @@ def _eval(node: ir.Node, p: np.ndarray, j: np.ndarray, nq: int, nk: int) -> np.n
         case ir.Global(t):
             return _in(p, t, nk) | _in(j, t, nk)
         case ir.Prefix(m):
-            return (p < m) & (j < m)
+            return (p < int(m)) & (j < int(m))
         case ir.Random(r, seed):
-            out = np.zeros((nq, nk), dtype=bool)
-            keys = random_keys(r, seed, p[:, 0], nk)
-            np.put_along_axis(out, keys, True, axis=1)
+            out = np.zeros((nq, nk), dtype=np.bool_)
+            np.put_along_axis(out, random_keys(int(r), int(seed), p[:, 0], nk), True, axis=1)
             return out
         case ir.RandomBlocks(r, b, seed):
-            qb = p[:, 0] // b
-            uniq, inv = np.unique(qb, return_inverse=True)
-            chosen = np.zeros((uniq.size, math.ceil(nk / b)), dtype=bool)
-            np.put_along_axis(chosen, random_key_blocks(r, b, seed, uniq, nk), True, axis=1)
+            b = int(b)
+            uniq, inv = np.unique(p[:, 0] // b, return_inverse=True)
+            chosen = np.zeros((uniq.size, math.ceil(nk / b)), dtype=np.bool_)
+            np.put_along_axis(chosen, random_key_blocks(int(r), b, int(seed), uniq, nk), True, axis=1)
             return chosen[inv.reshape(-1)][:, j[0] // b]
         case ir.Union(parts):
             return np.logical_or.reduce([_eval(c, p, j, nq, nk) for c in parts])
@@ -110,7 +109,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node,
 
     Shapes: q ``[B, H, nq, D]``, k and v ``[B, Hkv, nk, D]``; differentiable.
     """
-    B, H, nq, D = q.shape
+    H, nq, D = q.shape[1:]
     Hkv, nk = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     m = mask(node, nq, nk, heads=H if ir.head_counts(node) > 1 else None).to(q.device)
