@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import ClassVar
-from typing import Union as TUnion
+from typing import ClassVar, TypeAlias
 
 # --------------------------------------------------------------------------- integer expressions
 
