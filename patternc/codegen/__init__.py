@@ -1,0 +1,2 @@
+"""Triton source generation: the pattern predicate (``predicate``), the forward kernel
+(``forward``) and the backward kernels (``backward``)."""
