@@ -1,0 +1,204 @@
+"""Launch the generated forward kernel: ``forward(q, k, v, node, scale) -> (out, lse)``.
+
+No autograd here (``patternc.runtime.autograd`` wires it). Per call: validate the inputs, pick
+block sizes, fetch the plan (``patternc.lower``, cached per pattern / lengths / blocks / heads and
+moved to the device once), fetch the generated kernel module (``patternc.runtime.cache``), build
+the predicate's tables (random draws, token memberships; cached), and launch one grid per head
+group.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from patternc import ir
+from patternc.codegen import forward as gen
+from patternc.codegen import predicate
+from patternc.plan import Plan
+from patternc.runtime.cache import load_module
+
+LOG2E = 1.4426950408889634
+DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+MAX_HEAD_DIM = 256
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """Block sizes (the plan's) and launch parameters of the forward kernel."""
+
+    block_q: int
+    block_k: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _pow2_at_least(n: int, lo: int = 16) -> int:
+    return max(lo, 1 << max(0, n - 1).bit_length())
+
+
+def default_config(nq: int, nk: int, head_dim: int, dtype: torch.dtype, interpret: bool) -> ForwardConfig:
+    """Blocks per head dim and dtype: 64x64 on the interpreter (few, large numpy steps), 128x64
+    on the GPU for 16-bit types up to D=128, smaller where fp32 or D=256 would overflow shared
+    memory. Short query sides (decode) shrink the query block down to 16."""
+    if interpret:
+        bq, bk, warps, stages = 64, 64, 4, 1
+    elif dtype == torch.float32:
+        bq, bk, warps, stages = (64, 32, 4, 2) if head_dim <= 128 else (32, 32, 4, 1)
+    elif head_dim <= 64:
+        bq, bk, warps, stages = 128, 64, 4, 3
+    elif head_dim <= 128:
+        bq, bk, warps, stages = 128, 64, 8, 2
+    else:
+        bq, bk, warps, stages = 64, 64, 4, 2
+    return ForwardConfig(min(bq, _pow2_at_least(nq)), min(bk, _pow2_at_least(nk)), warps, stages)
+
+
+def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Raise ``TypeError`` / ``ValueError`` with a plain message for inputs the kernel cannot take."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D [batch, heads, length, head_dim], "
+                             f"got shape {tuple(t.shape)}")
+        if t.dtype not in DTYPES:
+            raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    B, H, _, D = q.shape
+    if k.shape[0] != B:
+        raise ValueError(f"batch sizes differ: q has {B}, k and v have {k.shape[0]}")
+    if k.shape[3] != D:
+        raise ValueError(f"head dims differ: q has {D}, k and v have {k.shape[3]}")
+    if not 1 <= D <= MAX_HEAD_DIM:
+        raise ValueError(f"head_dim must be in [1, {MAX_HEAD_DIM}], got {D}")
+    Hkv = k.shape[1]
+    if Hkv == 0 or H % Hkv:
+        raise ValueError(f"the number of query heads ({H}) must be a multiple of the KV heads ({Hkv})")
+    if q.device.type == "cpu" and not interpreting():
+        raise ValueError("CPU tensors run only on Triton's interpreter: set TRITON_INTERPRET=1 before "
+                         "importing triton (or move the tensors to a GPU)")
+
+
+@functools.lru_cache(maxsize=64)
+def cached_plan(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: int | None,
+                device: str) -> Plan:
+    """``patternc.lower.lower`` at these lengths, blocks and heads, moved to ``device`` once."""
+    from patternc.lower import lower
+
+    return lower(node, nq, nk, block_q=block_q, block_k=block_k, heads=heads).to(device)
+
+
+@functools.lru_cache(maxsize=256)
+def cached_table(arg: predicate.TableArg, nq: int, nk: int, device: str) -> torch.Tensor:
+    return predicate.build_table(arg, nq, nk, device)
+
+
+@functools.lru_cache(maxsize=256)
+def kernel_module(spec: gen.ForwardSpec):  # type: ignore[no-untyped-def]
+    """The loaded generated module for ``spec`` and the tables its kernels take."""
+    source, tables = gen.generate(spec)
+    return load_module("forward", spec.key_text(), source), tables
+
+
+def _nonempty(t: torch.Tensor) -> torch.Tensor:
+    # a table with no columns still needs a valid pointer (never read: its counts are 0)
+    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, scale: float | None = None,
+            *, plan: Plan | None = None,
+            config: ForwardConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q k^T * scale + mask) v`` and its natural-log LSE (float32 ``[B, H, nq]``, ``-inf``
+    on rows with no keys). q ``[B, H, nq, D]``, k / v ``[B, Hkv, nk, D]``, ``Hkv`` divides ``H``.
+
+    ``plan`` (tests, tools) replaces the lowering; its blocks then set the kernel's blocks.
+    """
+    check_inputs(q, k, v)
+    B, H, nq, D = q.shape
+    Hkv, nk = k.shape[1], k.shape[2]
+    ir.check_heads(node, H)
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    out = torch.empty((B, H, nq, D), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B, H, nq), dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out, lse
+    if nk == 0:  # nothing to attend to: every row is empty
+        return out.zero_(), lse.fill_(float("-inf"))
+    cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
+    if plan is not None:
+        cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages)
+    node_c = ir.concretize(node, nk)
+    ir.check_arguments(node_c)
+    spec = gen.spec_for(node_c, nk, block_q=cfg.block_q, block_k=cfg.block_k, head_dim=D,
+                        dtype=DTYPES[q.dtype], gqa=H // Hkv,
+                        upcast=q.dtype == torch.bfloat16 and interpreting())
+    module, tables = kernel_module(spec)
+    dev = str(q.device)
+    if plan is None:
+        plan = cached_plan(node_c, nq, nk, cfg.block_q, cfg.block_k, H, dev)
+    _check_plan(plan, nq, nk, cfg, len(spec.group_pred))
+    tabs = [cached_table(t, nq, nk, dev) for t in tables]
+    groups = len(spec.group_pred)
+    per_group = H // groups
+    fw = plan.forward
+    for g in range(groups):
+        num, idx, fnum, fidx = fw.num[g], _nonempty(fw.idx[g]), fw.full_num[g], _nonempty(fw.full_idx[g])
+        grid = (plan.num_q_blocks, B * per_group)
+        module.attn_fwd[grid](
+            q, k, v, out, lse, num, idx, fnum, fidx, *tabs,
+            scale * LOG2E, nq, nk, g * per_group, per_group, H,
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+            idx.stride(0) if idx.dim() == 2 else 0, fidx.stride(0) if fidx.dim() == 2 else 0,
+            PRED=spec.group_pred[g], EVEN_N=nk % cfg.block_k == 0, RETURN_LSE=True,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out, lse
+
+
+def _check_plan(plan: Plan, nq: int, nk: int, cfg: ForwardConfig, groups: int) -> None:
+    if (plan.nq, plan.nk, plan.block_q, plan.block_k) != (nq, nk, cfg.block_q, cfg.block_k):
+        raise ValueError(f"plan built for nq={plan.nq}, nk={plan.nk}, blocks {plan.block_q}x{plan.block_k}; "
+                         f"call has nq={nq}, nk={nk}, blocks {cfg.block_q}x{cfg.block_k}")
+    if plan.groups != groups:
+        raise ValueError(f"plan has {plan.groups} head groups, the pattern {groups}")
+
+
+def predicate_mask(node: ir.Node, nq: int, nk: int, heads: int | None = None,
+                   device: str | torch.device = "cpu", block: int = 32) -> torch.Tensor:
+    """The pattern's mask as the generated predicate computes it, ``[nq, nk]`` or ``[heads, nq, nk]``
+    bool: every pair evaluated, no plan (tests and debugging of the emitted code)."""
+    node_c = ir.concretize(node, nk)
+    ir.check_arguments(node_c)
+    if heads is not None:
+        ir.check_heads(node_c, heads)
+    spec = gen.spec_for(node_c, nk, block_q=block, block_k=block, head_dim=16, dtype="float32", gqa=1)
+    module, tables = kernel_module(spec)
+    dev = str(device)
+    tabs = [cached_table(t, nq, nk, dev) for t in tables]
+    groups = len(spec.group_pred)
+    planes = []
+    for g in range(groups):
+        out = torch.zeros((nq, nk), dtype=torch.int8, device=device)
+        if out.numel():
+            grid = (-(-nq // block), -(-nk // block))
+            module.pattern_mask[grid](out, nq, nk, out.stride(0), *tabs, PRED=spec.group_pred[g])
+        planes.append(out.bool())
+    if heads is None:
+        if groups != 1:
+            raise ir.PatternError("a heads(...) pattern needs the number of heads")
+        return planes[0]
+    return torch.stack([planes[h * groups // heads] for h in range(heads)])
