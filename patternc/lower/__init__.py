@@ -1,0 +1,67 @@
+"""Lowering: a pattern at given lengths -> a block-sparse :class:`~patternc.plan.Plan`, analytically.
+
+    >>> from patternc.ir import Band, Causal
+    >>> plan = lower(Band(1) & Causal(), 8, 8, block_q=4, block_k=4)
+    >>> plan.forward.full_num.tolist(), plan.forward.num.tolist()
+    ([[0, 0]], [[1, 2]])
+
+Stages: :mod:`~patternc.lower.blocks` classifies primitives, :mod:`~patternc.lower.combine`
+combines them exactly over run-length block rows (:mod:`~patternc.lower.rle`),
+:mod:`~patternc.lower.tables` writes the BCSR tables, :mod:`~patternc.lower.strategies`
+describes how the parts execute. See docs/lowering.md.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from patternc import ir
+from patternc.lower.blocks import Geometry
+from patternc.lower.combine import classify_exact
+from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
+from patternc.lower.strategies import Branch, branches
+from patternc.lower.tables import stats, tables
+from patternc.plan import Plan
+
+__all__ = ["Branch", "Geometry", "group_states", "lower"]
+
+
+def _check_sizes(nq: int, nk: int, block_q: int, block_k: int) -> None:
+    for name, v, lo in (("nq", nq, 0), ("nk", nk, 0), ("block_q", block_q, 1), ("block_k", block_k, 1)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ir.PatternError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def group_states(node: ir.Node, g: Geometry) -> list[tuple[ir.Node, BlockRLE]]:
+    """Per head group: the concrete head-free pattern and its exact block states."""
+    node = ir.concretize(node, g.nk)
+    ir.check_arguments(node)
+    G = ir.head_counts(node)
+    done: dict[ir.Node, BlockRLE] = {}
+    out = []
+    for k in range(G):
+        sub = ir.select_head(node, k, G)
+        if sub not in done:
+            empty = g.nqb == 0 or g.nkb == 0
+            done[sub] = uniform(g.nqb, g.nkb, EMPTY) if empty else classify_exact(sub, g)
+        out.append((sub, done[sub]))
+    return out
+
+
+@functools.lru_cache(maxsize=128)
+def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int = 128,
+          heads: int | None = None) -> Plan:
+    """The block-sparse plan of ``node`` for ``nq`` queries and ``nk`` keys (cached).
+
+    Raises :class:`ir.PatternError` for arguments out of range at ``n = nk`` and for a
+    ``heads`` count that is not a multiple of every ``heads(...)`` size.
+    """
+    _check_sizes(nq, nk, block_q, block_k)
+    if heads is not None:
+        ir.check_heads(node, heads)
+    g = Geometry(nq, nk, block_q, block_k)
+    per_group = group_states(node, g)
+    fwd = tables([rle for _, rle in per_group])
+    bwd = tables([transpose(rle) for _, rle in per_group])
+    return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd,
+                strategies=branches(per_group, g), stats=stats(fwd, bwd, g.nqb, g.nkb))

@@ -1,0 +1,259 @@
+"""Per-primitive block classification, analytic: each primitive touches only the blocks it covers.
+
+Every function takes a concrete primitive and the :class:`Geometry` and returns a
+:class:`~patternc.lower.rle.BlockRLE` over ``(query block, key block)``. Most results are exact;
+a few primitives mark candidate blocks UNKNOWN and leave them to an exact resolver
+(:mod:`patternc.lower.combine`): ``dilated`` and ``strided`` are functions of ``d = p - j``
+only, which a 1-D prefix sum over ``d`` decides in O(1) per block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from patternc import ir
+from patternc.lower.rle import EMPTY, FULL, PARTIAL, UNKNOWN, BlockRLE, from_intervals
+from patternc.rng import random_key_blocks, random_keys
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Lengths and block sizes; query ``i`` sits at position ``p = i + off`` (SPEC alignment)."""
+
+    nq: int
+    nk: int
+    bq: int
+    bk: int
+
+    @property
+    def off(self) -> int:
+        return self.nk - self.nq
+
+    @property
+    def nqb(self) -> int:
+        return -(-self.nq // self.bq)
+
+    @property
+    def nkb(self) -> int:
+        return -(-self.nk // self.bk)
+
+    def q_span(self, qb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last (inclusive) position ``p`` of query blocks ``qb``."""
+        return qb * self.bq + self.off, np.minimum((qb + 1) * self.bq, self.nq) - 1 + self.off
+
+    def k_span(self, kb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last (inclusive) key of key blocks ``kb``."""
+        return kb * self.bk, np.minimum((kb + 1) * self.bk, self.nk) - 1
+
+    def all_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        qb = np.arange(self.nqb, dtype=np.int64)
+        return (qb, *self.q_span(qb))
+
+
+# ----------------------------------------------------------------------------- interval rows
+
+
+def interval_rows(g: Geometry, ne_lo: np.ndarray, ne_hi: np.ndarray, f_lo: np.ndarray,
+                  f_hi: np.ndarray) -> BlockRLE:
+    """Rows whose keys form one interval: ``[ne_lo, ne_hi]`` is the union over the block's
+    queries of their key intervals (contiguous), ``[f_lo, f_hi]`` the intersection (inclusive
+    token bounds, unclipped; ``lo > hi`` is empty). Blocks meeting the union are non-empty,
+    blocks inside the intersection FULL."""
+    bk, nk, C = g.bk, g.nk, g.nkb
+    rows = np.arange(g.nqb, dtype=np.int64)
+    ne_lo, ne_hi = np.maximum(ne_lo, 0), np.minimum(ne_hi, nk - 1)
+    has = ne_lo <= ne_hi
+    a = np.where(has, ne_lo // bk, 0)
+    b = np.where(has, ne_hi // bk + 1, 0)
+    f_lo, f_hi = np.maximum(f_lo, 0), np.minimum(f_hi, nk - 1)
+    fa = -(-f_lo // bk)
+    fb = np.where(f_hi >= nk - 1, C, (f_hi + 1) // bk)
+    hasf = has & (f_lo <= f_hi) & (fa < fb)
+    fa, fb = np.where(hasf, fa, a), np.where(hasf, fb, a)
+    r3 = np.concatenate([rows, rows, rows])
+    c0 = np.concatenate([a, fa, fb])
+    c1 = np.concatenate([fa, fb, b])
+    st = np.concatenate([np.full(rows.size, PARTIAL), np.full(rows.size, FULL), np.full(rows.size, PARTIAL)])
+    return from_intervals(g.nqb, C, r3, c0, c1, st)
+
+
+def window(g: Geometry, left: int, right: int) -> BlockRLE:
+    """``-right <= p - j <= left``: keys ``[p - left, p + right]``."""
+    _, p0, p1 = g.all_rows()
+    return interval_rows(g, p0 - left, p1 + right, p1 - left, p0 + right)
+
+
+def causal(g: Geometry) -> BlockRLE:
+    _, p0, p1 = g.all_rows()
+    lo = np.full(p0.shape, -1, dtype=np.int64)
+    return interval_rows(g, lo, p1, lo, p0)
+
+
+def blocks(g: Geometry, b: int) -> BlockRLE:
+    """``p // b == j // b``: the queries' b-blocks, FULL where the block row sits in one b-block."""
+    _, p0, p1 = g.all_rows()
+    b0, b1 = p0 // b, p1 // b
+    one = b0 == b1
+    return interval_rows(g, b0 * b, b1 * b + b - 1, np.where(one, b0 * b, 1), np.where(one, b0 * b + b - 1, 0))
+
+
+def d_candidates(g: Geometry, lo: int, hi: int) -> BlockRLE:
+    """Every block meeting ``lo <= d <= hi`` marked UNKNOWN (for a d-only resolver)."""
+    rle = window(g, hi, -lo) if lo <= hi else window(g, -1, -1)
+    return BlockRLE(rle.R, rle.C, rle.row, rle.start, np.where(rle.state == EMPTY, EMPTY, UNKNOWN).astype(np.uint8))
+
+
+def dilated(g: Geometry, w: int, r: int) -> BlockRLE:
+    if r == 1:
+        return window(g, w, w)
+    return d_candidates(g, -w * r, w * r)
+
+
+def strided(g: Geometry, s: int) -> BlockRLE:
+    """``d % s == 0``: a block whose d-span (rows + cols - 1) reaches ``s`` holds a multiple of
+    ``s``; only blocks with a shorter span (all of them when the blocks are small, else the
+    last row and column) need the resolver."""
+    R, C = g.nqb, g.nkb
+    if s == 1:
+        return from_intervals(R, C, np.arange(R), np.zeros(R), np.full(R, C), FULL)
+    if g.bq + g.bk - 1 < s:
+        return from_intervals(R, C, np.arange(R), np.zeros(R), np.full(R, C), UNKNOWN)
+    rows = np.arange(R, dtype=np.int64)
+    inner = rows[rows < R - 1]
+    r_ = np.concatenate([inner, inner, [R - 1]])
+    c0 = np.concatenate([np.zeros(inner.size), np.full(inner.size, C - 1), [0]])
+    c1 = np.concatenate([np.full(inner.size, C - 1), np.full(inner.size, C), [C]])
+    st = np.concatenate([np.full(inner.size, PARTIAL), np.full(inner.size, UNKNOWN), [UNKNOWN]])
+    return from_intervals(R, C, r_, c0, c1, st)
+
+
+# ----------------------------------------------------------------------------- 1-D profiles
+
+
+def count_states(cnt: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """EMPTY / PARTIAL / FULL from the number of pattern pairs in a block and its area."""
+    return np.where(cnt == 0, EMPTY, np.where(cnt == size, FULL, PARTIAL)).astype(np.uint8)
+
+
+def rows_from_mask(g: Geometry, m: np.ndarray) -> BlockRLE:
+    """A pattern of the query position only, given as a boolean per query index."""
+    cs = np.concatenate([[0], np.cumsum(m, dtype=np.int64)])
+    qb = np.arange(g.nqb, dtype=np.int64)
+    lo, hi = qb * g.bq, np.minimum((qb + 1) * g.bq, g.nq)
+    st = count_states(cs[hi] - cs[lo], hi - lo)
+    return BlockRLE(g.nqb, g.nkb, qb, np.zeros(g.nqb, dtype=np.int64), st)
+
+
+def cols_from_mask(g: Geometry, m: np.ndarray) -> BlockRLE:
+    """A pattern of the key only, given as a boolean per key: one column profile for every row."""
+    cs = np.concatenate([[0], np.cumsum(m, dtype=np.int64)])
+    kb = np.arange(g.nkb, dtype=np.int64)
+    lo, hi = kb * g.bk, np.minimum((kb + 1) * g.bk, g.nk)
+    st = count_states(cs[hi] - cs[lo], hi - lo)
+    change = np.ones(st.size, dtype=bool)
+    change[1:] = st[1:] != st[:-1]
+    starts, sts = kb[change], st[change]
+    R = g.nqb
+    return BlockRLE(R, g.nkb, np.repeat(np.arange(R, dtype=np.int64), starts.size), np.tile(starts, R),
+                    np.tile(sts, R))
+
+
+# ----------------------------------------------------------------------------- fixed
+
+
+def _residue_count(x: np.ndarray, l: int, c: int) -> np.ndarray:
+    """Keys ``j`` in ``[0, x)`` with ``j % l >= l - c``."""
+    return (x // l) * c + np.maximum(0, x % l - (l - c))
+
+
+def fixed_columns(g: Geometry, l: int, c: int) -> BlockRLE:
+    return cols_from_mask(g, np.arange(g.nk, dtype=np.int64) % l >= l - c)
+
+
+def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """Exact states of blocks of ``fixed(l, c)``: FULL when every key outside the summary
+    columns lies in the single l-block of all the block's queries."""
+    p0, p1 = g.q_span(qb)
+    j0, j1 = g.k_span(kb)
+    res = _residue_count(j1 + 1, l, c) - _residue_count(j0, l, c)
+    width = j1 - j0 + 1
+    same = p0 // l == p1 // l
+    L = p0 // l
+    # non-summary keys of the block outside the l-block L (before it and after it)
+    lo_end = np.clip(L * l, j0, j1 + 1)
+    hi_start = np.clip(L * l + l, j0, j1 + 1)
+    outside = ((lo_end - j0) - (_residue_count(lo_end, l, c) - _residue_count(j0, l, c))
+               + (j1 + 1 - hi_start) - (_residue_count(j1 + 1, l, c) - _residue_count(hi_start, l, c)))
+    full = (res == width) | (same & (outside == 0))
+    meets = (p0 // l <= j1 // l) & (j0 // l <= p1 // l)
+    return np.where(full, FULL, np.where((res > 0) | meets, PARTIAL, EMPTY)).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- random
+
+
+def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> BlockRLE:
+    """Blocks with a known number of pattern pairs (zero pairs listed nowhere)."""
+    lin = qb * g.nkb + kb
+    uniq, inv = np.unique(lin, return_inverse=True)
+    cnt = np.bincount(inv.reshape(-1), weights=pairs).astype(np.int64)
+    q, k = uniq // g.nkb, uniq % g.nkb
+    p0, p1 = g.q_span(q)
+    j0, j1 = g.k_span(k)
+    st = count_states(cnt, (p1 - p0 + 1) * (j1 - j0 + 1))
+    return from_intervals(g.nqb, g.nkb, q, k, k + 1, st)
+
+
+def random(g: Geometry, r: int, seed: int) -> BlockRLE:
+    """``random(r, seed)``: each query's keys from the generator, counted per block."""
+    i = np.arange(g.nq, dtype=np.int64)
+    keys = random_keys(r, seed, i + g.off, g.nk)
+    qb = np.repeat(i // g.bq, keys.shape[1])
+    kb = keys.reshape(-1) // g.bk
+    return _points(g, qb, kb, np.ones(kb.size))
+
+
+def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
+    """``random_blocks(r, b, seed)``: per overlap of a query block with a b-block of queries,
+    the chosen key b-blocks, weighted by the overlap of rows and of keys."""
+    qb, p0, p1 = g.all_rows()
+    first, count = p0 // b, p1 // b - p0 // b + 1
+    # (plan row, query b-block) pairs and how many queries they share
+    pq = np.repeat(qb, count)
+    B = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count - first, count)
+    rows = np.minimum(p1[pq], B * b + b - 1) - np.maximum(p0[pq], B * b) + 1
+    uniq, inv = np.unique(B, return_inverse=True)
+    chosen = random_key_blocks(r, b, seed, uniq, g.nk)[inv.reshape(-1)]  # [pairs, k]
+    kq = chosen.shape[1]
+    pq, rows, K = np.repeat(pq, kq), np.repeat(rows, kq), chosen.reshape(-1)
+    k0, k1 = K * b, np.minimum(K * b + b, g.nk) - 1
+    first_kb, nkb = k0 // g.bk, k1 // g.bk - k0 // g.bk + 1
+    pq2 = np.repeat(pq, nkb)
+    kb = np.arange(int(nkb.sum()), dtype=np.int64) - np.repeat(np.cumsum(nkb) - nkb - first_kb, nkb)
+    j0, j1 = g.k_span(kb)
+    cols = np.minimum(j1, np.repeat(k1, nkb)) - np.maximum(j0, np.repeat(k0, nkb)) + 1
+    return _points(g, pq2, kb, (np.repeat(rows, nkb) * cols).astype(np.float64))
+
+
+def primitive(node: ir.Node, g: Geometry) -> BlockRLE:
+    """Classification of a primitive that is not a function of ``p`` or ``j`` alone."""
+    match node:
+        case ir.Causal():
+            return causal(g)
+        case ir.Window(left, right):
+            return window(g, int(left), int(right))
+        case ir.Band(w):
+            return window(g, int(w), int(w))
+        case ir.Dilated(w, r):
+            return dilated(g, int(w), int(r))
+        case ir.Strided(s):
+            return strided(g, int(s))
+        case ir.Blocks(b):
+            return blocks(g, int(b))
+        case ir.Random(r, seed):
+            return random(g, int(r), int(seed))
+        case ir.RandomBlocks(r, b, seed):
+            return random_blocks(g, int(r), int(b), int(seed))
+    raise TypeError(f"not a block primitive: {node!r}")

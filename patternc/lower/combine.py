@@ -1,0 +1,200 @@
+"""Exact block classification of whole pattern trees.
+
+:func:`classify` walks a concrete, head-free pattern:
+
+* subtrees that depend on the query position only (``rows``, and operators over them) or on the
+  key only (``cols``) are evaluated as one boolean per query / key and counted per block, exactly,
+  in O(n);
+* other primitives come from :mod:`patternc.lower.blocks`;
+* operators combine children run by run with possibility-set tables: ``E | x = x``,
+  ``F | x = F``, and ``P | P`` is "PARTIAL or FULL" (``causal | ~causal`` is FULL on the diagonal).
+  A query-only and a key-only operand combine exactly (``P | P = P``: a row outside one and a
+  column outside the other make a pair outside both);
+* undecided blocks are resolved exactly, only where they are: a subtree of ``d = p - j`` alone
+  by a 1-D prefix sum over ``d`` (O(1) per block), ``fixed`` by arithmetic, anything else by
+  evaluating the predicate on those blocks' tiles (one ``block_q x block_k`` tile each).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import numpy as np
+
+from patternc import ir
+from patternc.lower import blocks as B
+from patternc.lower.predicate import NumpyEnv, predicate
+from patternc.lower.rle import EMPTY, FULL, PARTIAL, BlockRLE, expand, is_exact, map_states, merge, paint_blocks
+
+_SINGLE = (EMPTY, PARTIAL, FULL)
+
+
+def _lift(op: dict[tuple[int, int], int]) -> np.ndarray:
+    """An 8 x 8 table on possibility sets from a table on single states."""
+    t = np.zeros((8, 8), dtype=np.uint8)
+    for a in range(8):
+        for b in range(8):
+            t[a, b] = reduce(lambda x, y: x | y,
+                             [op[(x, y)] for x in _SINGLE if a & x for y in _SINGLE if b & y], 0)
+    return t
+
+
+def _table(pp: int, kind: str) -> np.ndarray:
+    E, P, F = EMPTY, PARTIAL, FULL
+    if kind == "or":
+        op = {(E, x): x for x in _SINGLE} | {(F, x): F for x in _SINGLE} | {(P, E): P, (P, F): F, (P, P): pp}
+    else:
+        op = {(E, x): E for x in _SINGLE} | {(F, x): x for x in _SINGLE} | {(P, E): E, (P, F): P, (P, P): pp}
+    return _lift(op)
+
+
+OR = _table(PARTIAL | FULL, "or")
+AND = _table(EMPTY | PARTIAL, "and")
+# a query-only operand with a key-only one: the cross product decides P op P exactly
+OR_PRODUCT = _table(PARTIAL, "or")
+AND_PRODUCT = _table(PARTIAL, "and")
+NOT = np.array([sum(s for s, t in ((EMPTY, FULL), (PARTIAL, PARTIAL), (FULL, EMPTY)) if x & t)
+                for x in range(8)], dtype=np.uint8)
+DIFF = AND[:, NOT]
+DIFF_PRODUCT = AND_PRODUCT[:, NOT]
+
+_D_PRIMS = (ir.Causal, ir.Window, ir.Band, ir.Dilated, ir.Strided)
+
+
+def dependence(node: ir.Node) -> frozenset[str]:
+    """What the predicate reads: ``p`` (query position), ``j`` (key), ``d`` (``p - j``); a
+    primitive that needs both ``p`` and ``j`` reads ``{"p", "j"}``."""
+    match node:
+        case ir.Full() | ir.Empty():
+            return frozenset()
+        case ir.Rows():
+            return frozenset("p")
+        case ir.Cols():
+            return frozenset("j")
+        case _ if isinstance(node, _D_PRIMS):
+            return frozenset("d")
+    if node.children():
+        return frozenset().union(*(dependence(c) for c in node.children()))
+    return frozenset("pj")
+
+
+def _one_dim(node: ir.Node, g: B.Geometry) -> BlockRLE | None:
+    dep = dependence(node)
+    env = NumpyEnv(g.nk)
+    zero = np.zeros(1, dtype=np.int64)
+    if dep <= {"p"}:
+        p = np.arange(g.nq, dtype=np.int64) + g.off
+        return B.rows_from_mask(g, np.broadcast_to(predicate(node, p, zero, g.nk, env), p.shape))
+    if dep <= {"j"}:
+        j = np.arange(g.nk, dtype=np.int64)
+        return B.cols_from_mask(g, np.broadcast_to(predicate(node, zero, j, g.nk, env), j.shape))
+    return None
+
+
+def _group(kind: type, parts: list[ir.Node]) -> ir.Node:
+    return parts[0] if len(parts) == 1 else kind(tuple(parts))
+
+
+def _nary(node: ir.Union | ir.Intersect, g: B.Geometry) -> BlockRLE:
+    table, product = (OR, OR_PRODUCT) if isinstance(node, ir.Union) else (AND, AND_PRODUCT)
+    ps = [c for c in node.parts if dependence(c) <= {"p"}]
+    js = [c for c in node.parts if c not in ps and dependence(c) <= {"j"}]
+    rest = [c for c in node.parts if c not in ps and c not in js]
+    acc: BlockRLE | None = None
+    if ps and js:
+        acc = merge(classify(_group(type(node), ps), g), classify(_group(type(node), js), g), product)
+    else:
+        rest = ps + js + rest
+    for c in rest:
+        r = classify(c, g)
+        acc = r if acc is None else merge(acc, r, table)
+    assert acc is not None
+    return acc
+
+
+def _combine(node: ir.Node, g: B.Geometry) -> BlockRLE:
+    match node:
+        case ir.Union() | ir.Intersect():
+            return _nary(node, g)
+        case ir.Diff(a, b):
+            da, db = dependence(a), dependence(b)
+            product = (da <= {"p"} and db <= {"j"}) or (da <= {"j"} and db <= {"p"})
+            return merge(classify(a, g), classify(b, g), DIFF_PRODUCT if product else DIFF)
+        case ir.Complement(a):
+            return map_states(classify(a, g), NOT)
+        case ir.Global(t):
+            return merge(classify(ir.Rows(t), g), classify(ir.Cols(t), g), OR_PRODUCT)
+        case ir.Prefix(m):
+            # p < m (positions are negative when nq > nk), j < m
+            rows, cols = ir.TokenList.range(min(0, g.off), m), ir.TokenList.range(0, m)
+            return merge(classify(ir.Rows(rows), g), classify(ir.Cols(cols), g), AND_PRODUCT)
+        case ir.Fixed(l, c):
+            rle = merge(B.blocks(g, int(l)), B.fixed_columns(g, int(l), int(c)), OR)
+            return _resolve(rle, lambda qb, kb: B.fixed_resolve(g, int(l), int(c), qb, kb))
+        case ir.Heads():
+            raise ir.PatternError("a heads(...) pattern needs the number of heads")
+    return B.primitive(node, g)
+
+
+def classify(node: ir.Node, g: B.Geometry) -> BlockRLE:
+    """Block states of a concrete, head-free pattern; undecided states may remain (see
+    :func:`classify_exact`) except in subtrees of ``d`` alone, which are always resolved."""
+    one = _one_dim(node, g)
+    if one is not None:
+        return one
+    rle = _combine(node, g)
+    if dependence(node) <= {"d"}:
+        rle = _resolve(rle, lambda qb, kb: d_states(node, g, qb, kb))
+    return rle
+
+
+def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> BlockRLE:
+    """Block states with every undecided block resolved on its tile."""
+    rle = classify(node, g)
+    return _resolve(rle, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
+
+
+def _resolve(rle: BlockRLE, states_of) -> BlockRLE:  # type: ignore[no-untyped-def]
+    exact = is_exact(rle.state)
+    if exact.all():
+        return rle
+    qb, kb, _ = expand(rle, ~exact)
+    st = states_of(qb, kb)
+    keep = exact & (rle.state != EMPTY)
+    sel = st != EMPTY
+    return paint_blocks(rle, keep, qb[sel], kb[sel], st[sel])
+
+
+def d_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """Exact states of blocks of a pattern of ``d`` alone: a tile holds every ``d`` from
+    ``p0 - j1`` to ``p1 - j0``, so its state is the 1-D predicate's count over that range."""
+    if qb.size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    p0, p1 = g.q_span(qb)
+    j0, j1 = g.k_span(kb)
+    dmin, dmax = p0 - j1, p1 - j0
+    lo, hi = int(dmin.min()), int(dmax.max())
+    d = np.arange(lo, hi + 1, dtype=np.int64)
+    f = np.broadcast_to(predicate(node, d, np.zeros(1, dtype=np.int64), g.nk, NumpyEnv(g.nk)), d.shape)
+    cs = np.concatenate([[0], np.cumsum(f, dtype=np.int64)])
+    return B.count_states(cs[dmax - lo + 1] - cs[dmin - lo], dmax - dmin + 1)
+
+
+def tile_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray,
+                budget: int = 1 << 21) -> np.ndarray:
+    """Exact states of blocks by evaluating the predicate on each block's tile (in chunks of
+    about ``budget`` pairs). Short edge tiles repeat their last row / column, which changes
+    neither "any" nor "all"."""
+    out = np.empty(qb.size, dtype=np.uint8)
+    env = NumpyEnv(g.nk)
+    step = max(1, budget // (g.bq * g.bk))
+    ti, tj = np.arange(g.bq, dtype=np.int64), np.arange(g.bk, dtype=np.int64)
+    for lo in range(0, qb.size, step):
+        q, k = qb[lo:lo + step], kb[lo:lo + step]
+        p0, p1 = g.q_span(q)
+        j0, j1 = g.k_span(k)
+        p = np.minimum(p0[:, None] + ti, p1[:, None])[:, :, None]
+        j = np.minimum(j0[:, None] + tj, j1[:, None])[:, None, :]
+        m = np.broadcast_to(predicate(node, p, j, g.nk, env), (q.size, g.bq, g.bk)).reshape(q.size, -1)
+        out[lo:lo + step] = np.where(~m.any(1), EMPTY, np.where(m.all(1), FULL, PARTIAL))
+    return out

@@ -1,0 +1,114 @@
+"""A pattern's predicate as array arithmetic, shared by numpy tiles and torch ``mask_mod``s.
+
+:func:`predicate` evaluates a concrete, head-free pattern on broadcastable integer arrays of
+query positions ``p`` and key indices ``j`` using only Python operators (``%`` and ``//`` are
+floor operations in numpy and torch alike), so the same code classifies a block tile in the
+lowering and builds FlexAttention's ``mask_mod``. Random primitives read their keys from an
+:class:`Env`, which draws them from :mod:`patternc.rng` (numpy) or looks them up in tables
+(torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from patternc import ir
+from patternc.rng import random_key_blocks, random_keys
+
+Array = Any  # numpy or torch integer / boolean array
+
+
+class Env(Protocol):
+    def keys(self, node: ir.Random, p: Array) -> list[Array]:
+        """The ``min(r, nk)`` keys of each position ``p``, one array per draw, shaped like ``p``."""
+
+    def key_blocks(self, node: ir.RandomBlocks, p: Array) -> list[Array]:
+        """The chosen key blocks of each position's query block, one array per draw."""
+
+
+class NumpyEnv:
+    """Draws random keys straight from the generator (for tiles of the lowering)."""
+
+    def __init__(self, nk: int) -> None:
+        self.nk = nk
+
+    def keys(self, node: ir.Random, p: Array) -> list[Array]:
+        flat = np.asarray(p).reshape(-1)
+        uniq, inv = np.unique(flat, return_inverse=True)
+        table = random_keys(int(node.r), int(node.seed), uniq, self.nk)[inv.reshape(-1)]
+        return [table[:, t].reshape(np.shape(p)) for t in range(table.shape[1])]
+
+    def key_blocks(self, node: ir.RandomBlocks, p: Array) -> list[Array]:
+        qb = np.asarray(p).reshape(-1) // int(node.b)
+        uniq, inv = np.unique(qb, return_inverse=True)
+        table = random_key_blocks(int(node.r), int(node.b), int(node.seed), uniq, self.nk)[inv.reshape(-1)]
+        return [table[:, t].reshape(np.shape(p)) for t in range(table.shape[1])]
+
+
+def _in(x: Array, tokens: ir.TokenList, nk: int, d: Array) -> Array:
+    out = d != d  # all False, broadcast like d
+    for a, b in tokens.intervals(nk):
+        out = out | ((x >= a) & (x < b))
+    return out
+
+
+def _any_equal(values: list[Array], x: Array, d: Array) -> Array:
+    out = d != d
+    for v in values:
+        out = out | (v == x)
+    return out
+
+
+def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
+    """Boolean array: ``(p, j)`` in the concrete, head-free pattern ``node``."""
+    d = p - j
+    match node:
+        case ir.Full():
+            return d == d
+        case ir.Empty():
+            return d != d
+        case ir.Causal():
+            return d >= 0
+        case ir.Window(left, right):
+            return (d >= -right) & (d <= left)
+        case ir.Band(w):
+            return (d >= -w) & (d <= w)
+        case ir.Dilated(w, r):
+            return (d >= -w * r) & (d <= w * r) & (d % r == 0)
+        case ir.Strided(s):
+            return d % s == 0
+        case ir.Blocks(b):
+            return p // b == j // b
+        case ir.Fixed(l, c):
+            return (p // l == j // l) | (j % l >= l - c)
+        case ir.Rows(t):
+            return _in(p, t, nk, d)
+        case ir.Cols(t):
+            return _in(j, t, nk, d)
+        case ir.Global(t):
+            return _in(p, t, nk, d) | _in(j, t, nk, d)
+        case ir.Prefix(m):
+            return (p < m) & (j < m)
+        case ir.Random():
+            return _any_equal(env.keys(node, p), j, d)
+        case ir.RandomBlocks(_, b, _):
+            return _any_equal(env.key_blocks(node, p), j // b, d)
+        case ir.Union(parts):
+            out = predicate(parts[0], p, j, nk, env)
+            for c in parts[1:]:
+                out = out | predicate(c, p, j, nk, env)
+            return out
+        case ir.Intersect(parts):
+            out = predicate(parts[0], p, j, nk, env)
+            for c in parts[1:]:
+                out = out & predicate(c, p, j, nk, env)
+            return out
+        case ir.Diff(a, b):
+            return predicate(a, p, j, nk, env) & ~predicate(b, p, j, nk, env)
+        case ir.Complement(a):
+            return ~predicate(a, p, j, nk, env)
+        case ir.Heads():
+            raise ir.PatternError("a heads(...) pattern needs the number of heads")
+    raise TypeError(f"unknown pattern node {node!r}")

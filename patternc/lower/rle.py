@@ -1,0 +1,172 @@
+"""Run-length encoded block matrices: the sparse form every lowering step works in.
+
+A :class:`BlockRLE` describes an ``R x C`` matrix of block *states* row by row as runs: every
+row starts a run at column 0, and a run lasts until the next run of its row (or column ``C``).
+Runs are stored as three flat arrays sorted by ``(row, start)``. A band, a causal mask or a
+global row costs a handful of runs per row, whatever the block size, so patterns over a
+million tokens (8,192 block rows) stay in the tens of thousands of runs; nothing here ever
+allocates ``R x C`` cells.
+
+States are *possibility sets* over {EMPTY, PARTIAL, FULL} (bit flags): an exact state has one
+bit, and an operator that cannot decide (the union of two PARTIAL blocks may be FULL) sets
+several; :mod:`patternc.lower.combine` resolves those exactly afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EMPTY, PARTIAL, FULL = 1, 2, 4
+UNKNOWN = EMPTY | PARTIAL | FULL
+
+
+def is_exact(states: np.ndarray) -> np.ndarray:
+    """True where a possibility set has a single member."""
+    return (states == EMPTY) | (states == PARTIAL) | (states == FULL)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockRLE:
+    """``R x C`` block states as runs: ``row[i]``, ``start[i]``, ``state[i]`` sorted by (row, start)."""
+
+    R: int
+    C: int
+    row: np.ndarray  # int64
+    start: np.ndarray  # int64
+    state: np.ndarray  # uint8 possibility set
+
+    @property
+    def stop(self) -> np.ndarray:
+        """Exclusive end column of each run."""
+        out = np.empty_like(self.start)
+        if out.size:
+            out[:-1] = self.start[1:]
+            last = np.ones(out.size, dtype=bool)
+            last[:-1] = self.row[1:] != self.row[:-1]
+            out[last] = self.C
+        return out
+
+    def keys(self) -> np.ndarray:
+        return self.row * self.C + self.start
+
+    def runs(self) -> int:
+        return int(self.row.size)
+
+
+def uniform(R: int, C: int, state: int) -> BlockRLE:
+    """Every block in ``state``."""
+    return BlockRLE(R, C, np.arange(R, dtype=np.int64), np.zeros(R, dtype=np.int64),
+                    np.full(R, state, dtype=np.uint8))
+
+
+def _coalesce(R: int, C: int, row: np.ndarray, start: np.ndarray, state: np.ndarray) -> BlockRLE:
+    keep = np.ones(row.size, dtype=bool)
+    keep[1:] = (state[1:] != state[:-1]) | (row[1:] != row[:-1])
+    return BlockRLE(R, C, row[keep], start[keep], state[keep])
+
+
+def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndarray,
+                   states: np.ndarray, background: int = EMPTY) -> BlockRLE:
+    """Paint the half-open column intervals ``[c0, c1)`` of ``rows`` (non-overlapping within a
+    row, may be empty or out of order) over a ``background`` state."""
+    rows, c0, c1 = (np.asarray(x, dtype=np.int64) for x in (rows, c0, c1))
+    states = np.broadcast_to(np.asarray(states, dtype=np.uint8), rows.shape)
+    c0, c1 = np.clip(c0, 0, C), np.clip(c1, 0, C)
+    ok = c0 < c1
+    rows, c0, c1, states = rows[ok], c0[ok], c1[ok], states[ok]
+    ends = c1 < C
+    all_rows = np.arange(R, dtype=np.int64)
+    # priority decides which event wins at one (row, column): interval starts beat interval
+    # ends and the row's background
+    key = np.concatenate([all_rows * C, rows[ends] * C + c1[ends], rows * C + c0])
+    prio = np.concatenate([np.zeros(R + int(ends.sum()), dtype=np.int64), np.ones(rows.size, dtype=np.int64)])
+    st = np.concatenate([np.full(R + int(ends.sum()), background, dtype=np.uint8), states])
+    order = np.lexsort((prio, key))
+    key, st = key[order], st[order]
+    last = np.ones(key.size, dtype=bool)
+    last[:-1] = key[1:] != key[:-1]
+    key, st = key[last], st[last]
+    return _coalesce(R, C, key // C, key % C, st)
+
+
+def _union_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # both inputs are sorted: a stable sort of their concatenation is a linear-time merge
+    k = np.sort(np.concatenate([a, b]), kind="stable")
+    keep = np.ones(k.size, dtype=bool)
+    keep[1:] = k[1:] != k[:-1]
+    return k[keep]
+
+
+def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
+    """Combine two matrices of the same shape cell by cell: ``table[state_a, state_b]``."""
+    assert (a.R, a.C) == (b.R, b.C)
+    if a.C == 0 or a.R == 0:
+        return a
+    ka, kb = a.keys(), b.keys()
+    k = _union_keys(ka, kb)
+    sa = a.state[np.searchsorted(ka, k, side="right") - 1]
+    sb = b.state[np.searchsorted(kb, k, side="right") - 1]
+    return _coalesce(a.R, a.C, k // a.C, k % a.C, table[sa, sb])
+
+
+def map_states(a: BlockRLE, table: np.ndarray) -> BlockRLE:
+    """Apply a state map to every run."""
+    return _coalesce(a.R, a.C, a.row, a.start, table[a.state])
+
+
+def expand(a: BlockRLE, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, states)`` of every block in the runs selected by ``mask`` (all by default)."""
+    row, start, stop, state = a.row, a.start, a.stop, a.state
+    if mask is not None:
+        row, start, stop, state = row[mask], start[mask], stop[mask], state[mask]
+    n = stop - start
+    total = int(n.sum())
+    first = np.cumsum(n) - n
+    cols = np.arange(total, dtype=np.int64) - np.repeat(first - start, n)
+    return np.repeat(row, n), cols, np.repeat(state, n)
+
+
+def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                 states: np.ndarray) -> BlockRLE:
+    """The runs of ``a`` selected by ``keep`` (the others become EMPTY) with single blocks
+    ``(rows, cols)`` painted in ``states`` (blocks lying outside the kept runs)."""
+    stop = a.stop
+    r = np.concatenate([a.row[keep], rows])
+    c0 = np.concatenate([a.start[keep], cols])
+    c1 = np.concatenate([stop[keep], np.asarray(cols, dtype=np.int64) + 1])
+    st = np.concatenate([a.state[keep], np.asarray(states, dtype=np.uint8)])
+    sel = st != EMPTY
+    return from_intervals(a.R, a.C, r[sel], c0[sel], c1[sel], st[sel])
+
+
+def transpose(a: BlockRLE) -> BlockRLE:
+    """The ``C x R`` transpose, computed from the changes between consecutive rows only."""
+    R, C = a.R, a.C
+    if R == 0 or C == 0:
+        return uniform(C, R, EMPTY)
+    # row r of `prev` holds row r - 1 of `a`; row 0 holds a sentinel state 0 (no state), so
+    # every column starts a run at row 0 of the transpose
+    nxt = a.row + 1
+    inside = nxt < R
+    prev = BlockRLE(R, C, np.concatenate([[0], nxt[inside]]), np.concatenate([[0], a.start[inside]]),
+                    np.concatenate([[0], a.state[inside]]).astype(np.uint8))
+    kp, ka = prev.keys(), a.keys()
+    k = _union_keys(kp, ka)
+    sp = prev.state[np.searchsorted(kp, k, side="right") - 1]
+    sa = a.state[np.searchsorted(ka, k, side="right") - 1]
+    row, start = k // C, k % C
+    stop = np.empty_like(start)
+    stop[:-1] = start[1:]
+    last = np.ones(k.size, dtype=bool)
+    last[:-1] = row[1:] != row[:-1]
+    stop[last] = C
+    ch = sp != sa
+    row, start, stop, sa = row[ch], start[ch], stop[ch], sa[ch]
+    n = stop - start
+    first = np.cumsum(n) - n
+    cols = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first - start, n)
+    t_rows, t_start, t_state = cols, np.repeat(row, n), np.repeat(sa, n)
+    order = np.argsort(t_rows * R + t_start, kind="stable")
+    return _coalesce(C, R, t_rows[order], t_start[order], t_state[order])

@@ -1,0 +1,150 @@
+"""Lowering: block tables against the dense reference mask, on random patterns and shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patternc import ir
+from patternc.lower import lower
+from patternc.reference import mask as ref_mask
+from tests.strategies import lengths, patterns
+
+block_sizes = st.sampled_from([1, 2, 3, 4, 5, 7, 9, 16])
+
+
+def dense_states(m: np.ndarray, bq: int, bk: int) -> np.ndarray:
+    """0 empty / 1 partial / 2 full per block of a boolean [nq, nk] mask (the oracle)."""
+    nq, nk = m.shape
+    R, C = -(-nq // bq), -(-nk // bk)
+    out = np.zeros((R, C), dtype=np.int64)
+    for r in range(R):
+        for c in range(C):
+            t = m[r * bq:(r + 1) * bq, c * bk:(c + 1) * bk]
+            out[r, c] = 2 if t.all() else (1 if t.any() else 0)
+    return out
+
+
+def table_states(num: torch.Tensor, idx: torch.Tensor, full_num: torch.Tensor, full_idx: torch.Tensor,
+                 cols: int) -> np.ndarray:
+    """The same 0 / 1 / 2 matrix read back from one head group's BCSR tables."""
+    R = num.shape[0]
+    out = np.zeros((R, cols), dtype=np.int64)
+    for r in range(R):
+        part = idx[r, :num[r]].tolist()
+        full = full_idx[r, :full_num[r]].tolist()
+        assert part == sorted(set(part)) and full == sorted(set(full)), "rows must be sorted and distinct"
+        assert not set(part) & set(full)
+        out[r, part] = 1
+        out[r, full] = 2
+    return out
+
+
+def check_plan(node: ir.Node, nq: int, nk: int, bq: int, bk: int, heads: int | None = None) -> None:
+    plan = lower(node, nq, nk, block_q=bq, block_k=bk, heads=heads)
+    G = ir.head_counts(node)
+    assert plan.groups == G
+    H = heads if heads is not None else G
+    m = ref_mask(node, nq, nk, heads=heads if heads is not None else (G if G > 1 else None)).numpy()
+    m = m if m.ndim == 3 else m[None]
+    R, C = plan.num_q_blocks, plan.num_k_blocks
+    f, b = plan.forward, plan.backward
+    assert f.num.shape == (G, R) and b.num.shape == (G, C)
+    for t in (f.num, f.idx, f.full_num, f.full_idx, b.num, b.idx, b.full_num, b.full_idx):
+        assert t.dtype == torch.int32
+    nonempty = 0
+    for g in range(G):
+        # head h of H uses group h * G // H: take the first head of the group
+        h = next(h for h in range(H) if h * G // H == g)
+        want = dense_states(m[h], bq, bk)
+        got = table_states(f.num[g], f.idx[g], f.full_num[g], f.full_idx[g], C)
+        np.testing.assert_array_equal(got, want)
+        got_t = table_states(b.num[g], b.idx[g], b.full_num[g], b.full_idx[g], R)
+        np.testing.assert_array_equal(got_t, want.T)
+        nonempty += int((want > 0).sum())
+    cells = G * R * C
+    assert plan.stats["block_density"] == pytest.approx(nonempty / cells if cells else 0.0)
+    assert plan.stats["partial_blocks"] + plan.stats["full_blocks"] == nonempty
+    assert plan.stats["heaviest_row"] == int((f.num + f.full_num).max()) if R else True
+
+
+@given(patterns(), lengths(), block_sizes, block_sizes)
+def test_random_patterns_match_reference(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) -> None:
+    check_plan(node, *nqk, bq, bk)
+
+
+@settings(max_examples=40)
+@given(patterns(symbolic=True, heads=True), lengths(max_n=40), block_sizes, block_sizes,
+       st.sampled_from([4, 8]))
+def test_heads_and_symbolic(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int, heads: int) -> None:
+    try:
+        ir.check_heads(node, heads)
+        ref_mask(node, nqk[0], nqk[1], heads=heads)
+    except ir.PatternError:
+        with pytest.raises(ir.PatternError):
+            lower(node, *nqk, block_q=bq, block_k=bk, heads=heads)
+        return
+    check_plan(node, *nqk, bq, bk, heads=heads)
+
+
+@settings(max_examples=30)
+@given(patterns(max_leaves=3), st.integers(1, 30), st.integers(1, 30), block_sizes, block_sizes)
+def test_more_queries_than_keys(node: ir.Node, nq: int, nk: int, bq: int, bk: int) -> None:
+    # SPEC allows nq > nk: the first queries sit at negative positions
+    check_plan(node, max(nq, nk), min(nq, nk), bq, bk)
+
+
+def _tokens(*items: int | tuple[int, int]) -> ir.TokenList:
+    return ir.TokenList(tuple(ir.Range(*x) if isinstance(x, tuple) else x for x in items))
+
+
+C, F = ir.Causal(), ir.Full()
+TRICKY = [
+    C | ~C, ir.Strided(2) | (F - ir.Strided(2)), ir.Band(3) | ~ir.Band(3),
+    ir.Rows(_tokens((0, 5))) | ir.Rows(_tokens((5, 10))), ir.Blocks(4) | ~ir.Blocks(4),
+    ir.Fixed(6, 2) | ~ir.Blocks(6), ir.Random(3) | ~ir.Random(3),
+    ir.RandomBlocks(2, 3) | ~ir.RandomBlocks(2, 3), ir.Global(_tokens(1, (7, 9))) & C,
+    ir.Prefix(10) - C, ir.Dilated(4, 3) | ir.Strided(3), (ir.Window(7, 0) | ir.Strided(8)) & C,
+    ir.Fixed(8, 3) & C, ir.Cols(_tokens((0, 3))) | ir.Window(0, 40), ~(ir.Rows(_tokens(2)) - ir.Cols(_tokens(3))),
+]
+
+
+@pytest.mark.parametrize("node", TRICKY, ids=str)
+@pytest.mark.parametrize("shape", [(40, 40, 8, 8), (37, 53, 5, 16), (1, 29, 4, 4), (23, 23, 1, 1), (30, 30, 3, 7)])
+def test_unions_of_partials_are_exact(node: ir.Node, shape: tuple[int, int, int, int]) -> None:
+    check_plan(node, *shape)
+
+
+def test_full_blocks_of_a_band_are_exact() -> None:
+    plan = lower(ir.Band(256), 4096, 4096)
+    # rows away from the edges: 2 full blocks around the diagonal... and the partial edges
+    assert plan.forward.full_num[0, 10].item() == 3
+    assert plan.forward.num[0, 10].item() == 2
+
+
+def test_bad_arguments_raise_pattern_error() -> None:
+    with pytest.raises(ir.PatternError):
+        lower(ir.Dilated(3, 0), 16, 16)
+    with pytest.raises(ir.PatternError):
+        lower(ir.Band(ir.BinOp("-", 4, ir.N())), 16, 16)
+    with pytest.raises(ir.PatternError):
+        lower(ir.Band(1), 16, 16, block_q=0)
+    with pytest.raises(ir.PatternError):
+        lower(ir.Heads((ir.Band(1), ir.Causal())), 16, 16, heads=3)
+
+
+def test_cached() -> None:
+    a = lower(ir.Band(4) | ir.Causal(), 64, 64, block_q=8, block_k=8)
+    assert lower(ir.Band(4) | ir.Causal(), 64, 64, block_q=8, block_k=8) is a
+
+
+def test_million_tokens_is_sparse_and_quick() -> None:
+    # BigBird at 1M tokens: only the non-empty blocks are ever touched
+    node = ir.Band(256) | ir.Global(ir.TokenList.range(0, 16)) | ir.RandomBlocks(3, 64)
+    plan = lower(node, 1 << 20, 1 << 20)
+    nkb = (1 << 20) // 128
+    assert plan.forward.num[0, 0].item() + plan.forward.full_num[0, 0].item() == nkb
+    assert plan.stats["block_density"] < 0.01
