@@ -104,7 +104,7 @@ class SapError(PatternError):
     """Bad ``.sap`` input: carries every diagnostic found; ``str()`` renders them all."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        self.diagnostics: tuple[Diagnostic, ...] = in_order(diagnostics)
         super().__init__(self.render())
 
     @property
@@ -116,6 +116,13 @@ class SapError(PatternError):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def in_order(diagnostics: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """Sorted by position within each file; files in the order they first appear."""
+    ds = list(diagnostics)
+    files = {d.file: k for k, d in reversed(list(enumerate(ds)))}
+    return tuple(sorted(ds, key=lambda d: (files[d.file], d.span.line, d.span.col)))
 
 
 def render(diagnostics: Iterable[Diagnostic]) -> str:

@@ -263,6 +263,9 @@ class Node:
 
 def _check(x: object) -> Node:
     if not isinstance(x, Node):
+        node = getattr(x, "node", None)  # a frontend PatternDef stands for its default-bound pattern
+        if isinstance(node, Node):
+            return node
         raise TypeError(f"cannot combine a pattern with {type(x).__name__}")
     return x
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from patternc import ir
-from patternc.diagnostics import Diagnostic, SapError, Source
+from patternc.diagnostics import Diagnostic, SapError, Source, Span
 from patternc.frontend import ast
 from patternc.frontend.parser import parse_expression
 from patternc.frontend.resolve import BUILTINS, Def, Resolver, Unit, Value, _Abort, _Env, kind_of
@@ -53,9 +53,7 @@ def pattern(text: str, **bindings: BindValue) -> ir.Node:
     """
     if not isinstance(text, str):
         raise TypeError(f"pattern() needs the text of an expression, got {type(text).__name__}")
-    source = Source("<expr>", text)
-    r = Resolver()
-    unit = Unit(source)
+    unit = Unit(Source("<expr>", text))
     params: dict[str, Value] = {}
     for name, v in bindings.items():
         if name == "n" or name in BUILTINS:
@@ -64,6 +62,12 @@ def pattern(text: str, **bindings: BindValue) -> ir.Node:
             unit.imported[name] = v._def
         else:
             params[name] = _to_value(name, v)
+    return _evaluate(Resolver(), unit, params)
+
+
+def _evaluate(r: Resolver, unit: Unit, params: dict[str, Value]) -> ir.Node:
+    """The pattern written in ``unit.source`` (an expression) in the scope of ``unit``."""
+    source = unit.source
     expr = parse_expression(source)
     try:
         value = r.eval(expr, _Env(unit, params))
@@ -72,7 +76,7 @@ def pattern(text: str, **bindings: BindValue) -> ir.Node:
     except _Abort:
         raise SapError(r.diagnostics) from None
     except RecursionError:
-        raise SapError([Diagnostic.at(source, source.span_at(0, len(text)), "SAP104",
+        raise SapError([Diagnostic.at(source, source.span_at(0, len(source.text)), "SAP104",
                                       "expression nested too deeply")]) from None
     return value
 
@@ -121,6 +125,21 @@ class Program:
             return PatternDef(d, self._resolver)
         return self._resolver.value(d)
 
+    @property
+    def source(self) -> Source:
+        return self._unit.source
+
+    def name_span(self, name: str) -> Span:
+        """Where ``name`` is defined in this file (for diagnostics about it)."""
+        return self._def(name).decl.name_span
+
+    def expression(self, text: str) -> ir.Node:
+        """The pattern written in ``text``, evaluated with this file's definitions and imports in
+        scope: ``prog.expression("longformer(w=128) & causal")``."""
+        names = {**self._unit.imported, **self._unit.own}
+        scope = Unit(Source("<expr>", text), self._unit.path, imported=names)
+        return _evaluate(Resolver(), scope, {})
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._unit.lookup(name) is not None
 
@@ -166,7 +185,7 @@ class PatternDef:
 
     @property
     def defaults(self) -> Mapping[str, Value]:
-        return dict(self._resolver.defaults_of(self._def))
+        return dict(Resolver().defaults_of(self._def))
 
     def __call__(self, *args: BindValue, **kwargs: BindValue) -> ir.Node:
         names = self.params
@@ -183,12 +202,12 @@ class PatternDef:
         if missing:
             raise TypeError(f"{self.name} needs {', '.join(missing)}")
         values = {k: _to_value(k, v) for k, v in bound.items()}
-        r = self._resolver
-        before = len(r.diagnostics)
+        r = Resolver()  # a fresh one: diagnostics of this call only
         try:
-            return r.call(self._def, values, _Env(self._def.unit, {}), where="Python" if values else None)
+            where = "from Python" if values else None
+            return r.call(self._def, values, _Env(self._def.unit, {}), where)
         except _Abort:
-            raise SapError(r.diagnostics[before:] or r.diagnostics) from None
+            raise SapError(r.diagnostics) from None
 
     @property
     def node(self) -> ir.Node:

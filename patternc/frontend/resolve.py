@@ -273,6 +273,8 @@ class Resolver:
     def _declare(self, unit: Unit, stmt: ast.Let | ast.PatternDecl) -> None:
         what = "pattern" if isinstance(stmt, ast.PatternDecl) else "let"
         ok = self._check_name(unit, stmt.name, stmt.name_span, what)
+        if stmt.name == "n" or stmt.name in BUILTINS:
+            return  # not registered: references keep meaning the built-in
         if isinstance(stmt, ast.PatternDecl):
             seen: set[str] = set()
             for p in stmt.params:
@@ -401,7 +403,7 @@ class Resolver:
             if cached is None:
                 raise _Abort()
             return cached
-        notes = env.notes + ((f"in {d.name}({_show_args(args)}) called at {where}",) if where else ())
+        notes = env.notes + ((f"in {d.name}({_show_args(args)}) called {where}",) if where else ())
         body_env = _Env(d.unit, bound, notes)
         self._calls[key] = None
         v = self.eval(d.decl.body, body_env)
@@ -525,7 +527,7 @@ class Resolver:
         exprs = self._bind(e, names, env, d.required)
         values = self._all(exprs.values(), env)
         args = dict(zip(exprs, values))
-        where = f"{env.unit.source.name}:{e.span.line}:{e.span.col}"
+        where = f"at {env.unit.source.name}:{e.span.line}:{e.span.col}"
         return self.call(d, args, env, where if args else None)
 
     def _primitive(self, e: ast.Call, env: _Env) -> ir.Node:
