@@ -120,7 +120,7 @@ def block_layout_figure(plan: Any, title: str = "", max_groups: int = 4) -> Figu
                  fontsize=9)
     fig.legend(handles=[Patch(facecolor=c, edgecolor="#888888", label=name)
                         for c, name in zip(_BLOCK_COLORS.colors, _BLOCK_NAMES)],  # type: ignore[attr-defined]
-               loc="lower center", ncol=3, fontsize=8, frameon=False)
+               loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
     return fig
 
 
