@@ -96,13 +96,15 @@ def blocks(g: Geometry, b: int) -> BlockRLE:
     _, p0, p1 = g.all_rows()
     b0, b1 = p0 // b, p1 // b
     one = b0 == b1
-    return interval_rows(g, b0 * b, b1 * b + b - 1, np.where(one, b0 * b, 1), np.where(one, b0 * b + b - 1, 0))
+    f_lo, f_hi = np.where(one, b0 * b, 1), np.where(one, b0 * b + b - 1, 0)
+    return interval_rows(g, b0 * b, b1 * b + b - 1, f_lo, f_hi)
 
 
 def d_candidates(g: Geometry, lo: int, hi: int) -> BlockRLE:
     """Every block meeting ``lo <= d <= hi`` marked UNKNOWN (for a d-only resolver)."""
     rle = window(g, hi, -lo) if lo <= hi else window(g, -1, -1)
-    return BlockRLE(rle.R, rle.C, rle.row, rle.start, np.where(rle.state == EMPTY, EMPTY, UNKNOWN).astype(np.uint8))
+    st = np.where(rle.state == EMPTY, EMPTY, UNKNOWN).astype(np.uint8)
+    return BlockRLE(rle.R, rle.C, rle.row, rle.start, st)
 
 
 def dilated(g: Geometry, w: int, r: int) -> BlockRLE:

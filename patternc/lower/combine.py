@@ -24,7 +24,17 @@ import numpy as np
 from patternc import ir
 from patternc.lower import blocks as B
 from patternc.lower.predicate import NumpyEnv, predicate
-from patternc.lower.rle import EMPTY, FULL, PARTIAL, BlockRLE, expand, is_exact, map_states, merge, paint_blocks
+from patternc.lower.rle import (
+    EMPTY,
+    FULL,
+    PARTIAL,
+    BlockRLE,
+    expand,
+    is_exact,
+    map_states,
+    merge,
+    paint_blocks,
+)
 
 _SINGLE = (EMPTY, PARTIAL, FULL)
 

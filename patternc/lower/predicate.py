@@ -64,6 +64,10 @@ def _any_equal(values: list[Array], x: Array, d: Array) -> Array:
 def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
     """Boolean array: ``(p, j)`` in the concrete, head-free pattern ``node``."""
     d = p - j
+
+    def v(x: ir.Int) -> int:
+        return ir.eval_int(x, nk)
+
     match node:
         case ir.Full():
             return d == d
@@ -72,17 +76,17 @@ def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
         case ir.Causal():
             return d >= 0
         case ir.Window(left, right):
-            return (d >= -right) & (d <= left)
+            return (d >= -v(right)) & (d <= v(left))
         case ir.Band(w):
-            return (d >= -w) & (d <= w)
+            return (d >= -v(w)) & (d <= v(w))
         case ir.Dilated(w, r):
-            return (d >= -w * r) & (d <= w * r) & (d % r == 0)
+            return (d >= -v(w) * v(r)) & (d <= v(w) * v(r)) & (d % v(r) == 0)
         case ir.Strided(s):
-            return d % s == 0
+            return d % v(s) == 0
         case ir.Blocks(b):
-            return p // b == j // b
+            return p // v(b) == j // v(b)
         case ir.Fixed(l, c):
-            return (p // l == j // l) | (j % l >= l - c)
+            return (p // v(l) == j // v(l)) | (j % v(l) >= v(l) - v(c))
         case ir.Rows(t):
             return _in(p, t, nk, d)
         case ir.Cols(t):
@@ -90,20 +94,20 @@ def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
         case ir.Global(t):
             return _in(p, t, nk, d) | _in(j, t, nk, d)
         case ir.Prefix(m):
-            return (p < m) & (j < m)
+            return (p < v(m)) & (j < v(m))
         case ir.Random():
             return _any_equal(env.keys(node, p), j, d)
         case ir.RandomBlocks(_, b, _):
-            return _any_equal(env.key_blocks(node, p), j // b, d)
+            return _any_equal(env.key_blocks(node, p), j // v(b), d)
         case ir.Union(parts):
             out = predicate(parts[0], p, j, nk, env)
-            for c in parts[1:]:
-                out = out | predicate(c, p, j, nk, env)
+            for child in parts[1:]:
+                out = out | predicate(child, p, j, nk, env)
             return out
         case ir.Intersect(parts):
             out = predicate(parts[0], p, j, nk, env)
-            for c in parts[1:]:
-                out = out & predicate(c, p, j, nk, env)
+            for child in parts[1:]:
+                out = out & predicate(child, p, j, nk, env)
             return out
         case ir.Diff(a, b):
             return predicate(a, p, j, nk, env) & ~predicate(b, p, j, nk, env)

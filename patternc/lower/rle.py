@@ -68,7 +68,7 @@ def _coalesce(R: int, C: int, row: np.ndarray, start: np.ndarray, state: np.ndar
 
 
 def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndarray,
-                   states: np.ndarray, background: int = EMPTY) -> BlockRLE:
+                   states: np.ndarray | int, background: int = EMPTY) -> BlockRLE:
     """Paint the half-open column intervals ``[c0, c1)`` of ``rows`` (non-overlapping within a
     row, may be empty or out of order) over a ``background`` state."""
     rows, c0, c1 = (np.asarray(x, dtype=np.int64) for x in (rows, c0, c1))
