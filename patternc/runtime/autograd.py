@@ -1,0 +1,103 @@
+"""Autograd for the generated kernels, as ``torch.library`` custom ops.
+
+``patternc::attention_fwd(q, k, v, pattern, scale) -> (out, lse)`` runs the forward kernel,
+``patternc::attention_bwd(...) -> (dq, dk, dv)`` the backward kernels; ``register_autograd``
+links them and ``register_fake`` gives both shapes without running anything, so that
+``torch.compile(fullgraph=True)`` keeps the call in its graph (no graph break) and the compiled
+graph calls the same kernels.
+
+Custom ops take tensors and simple types only: the pattern travels as its canonical ``.sap``
+text (``node.sap()``, which parses back to the same node). A process-wide registry maps the text
+back to the node it came from, so no parsing happens in the common case; text that was never
+registered (a graph saved by another process) goes through ``patternc.pattern``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from patternc import ir
+
+_REGISTRY: dict[str, ir.Node] = {}
+
+
+def pattern_key(node: ir.Node) -> str:
+    """The op argument for ``node``: its canonical text, registered for :func:`pattern_node`."""
+    key = node.sap()
+    _REGISTRY.setdefault(key, node)
+    return key
+
+
+def pattern_node(key: str) -> ir.Node:
+    """The node behind an op's pattern argument."""
+    node = _REGISTRY.get(key)
+    if node is None:
+        import patternc
+
+        node = _REGISTRY.setdefault(key, patternc.pattern(key))
+    return node
+
+
+@torch.library.custom_op("patternc::attention_fwd", mutates_args=())
+def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: str,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output ``[B, H, nq, D]`` and natural-log LSE ``[B, H, nq]`` (float32), both contiguous."""
+    from patternc.runtime.forward import forward
+
+    out, lse = forward(q, k, v, pattern_node(pattern), scale)
+    # the fake below promises fresh contiguous tensors; never hand out a view of an input
+    return out.contiguous(), lse.float().contiguous()
+
+
+@attention_fwd.register_fake
+def _attention_fwd_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: str,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    B, H, nq, _ = q.shape
+    return q.new_empty((B, H, nq, v.shape[-1])), q.new_empty((B, H, nq), dtype=torch.float32)
+
+
+@torch.library.custom_op("patternc::attention_bwd", mutates_args=())
+def attention_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                  lse: torch.Tensor, dlse: torch.Tensor | None, pattern: str,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dq, dk, dv)``; ``dlse`` is the gradient reaching the LSE output (or None)."""
+    from patternc.runtime.backward import backward
+
+    dq, dk, dv = backward(q, k, v, out, lse, do, pattern_node(pattern), scale, dlse=dlse)
+    return dq.contiguous(), dk.contiguous(), dv.contiguous()
+
+
+@attention_bwd.register_fake
+def _attention_bwd_fake(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        out: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None, pattern: str,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+    q, k, v, pattern, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.pattern, ctx.scale = pattern, scale
+
+
+def _backward(ctx: Any, dout: torch.Tensor | None, dlse: torch.Tensor | None) -> tuple[Any, ...]:
+    q, k, v, out, lse = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(out)
+    dq, dk, dv = attention_bwd(dout, q, k, v, out, lse, dlse, ctx.pattern, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+attention_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node,
+              scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable ``(out, lse)`` of the pattern's attention (inputs already validated)."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    out, lse = torch.ops.patternc.attention_fwd(q, k, v, pattern_key(node), scale)
+    return out, lse

@@ -1,0 +1,93 @@
+"""Launch the generated backward kernels: ``backward(q, k, v, out, lse, do, node, scale)``.
+
+No autograd here (``patternc.runtime.autograd`` wires it); this is the plain function that
+turns saved forward results and ``dO`` into ``(dQ, dK, dV)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from types import ModuleType
+
+import torch
+import triton
+
+from patternc import ir
+from patternc.codegen import backward as gen
+from patternc.codegen import predicate
+from patternc.plan import Plan
+from patternc.runtime.cache import load_module
+from patternc.runtime.forward import cached_plan, cached_table, interpreting
+
+
+@functools.lru_cache(maxsize=256)
+def kernels(node: ir.Node, groups: int) -> tuple[ModuleType, tuple[predicate.TableArg, ...]]:
+    """The loaded module of a concrete pattern's backward kernels and the tables they read."""
+    source, tables = gen.generate(node, groups)
+    return load_module("backward", source, source), tables
+
+
+def _nonempty(t: torch.Tensor) -> torch.Tensor:
+    # a table with no columns still needs a valid pointer (never read: its counts are 0)
+    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+def _lastdim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+             do: torch.Tensor, node: ir.Node, scale: float | None = None, *, plan: Plan | None = None,
+             config: gen.BackwardConfig | None = None,
+             dlse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of ``softmax(q k^T * scale + mask) v`` given ``out``, its natural-log ``lse``
+    (``[B, H, nq]``, ``-inf`` on rows without keys) and ``do``.
+
+    ``dlse`` is a gradient reaching the LSE (when the caller used it). ``plan`` defaults to
+    ``patternc.lower.lower`` at the config's block sizes.
+    """
+    B, H, nq, D = q.shape
+    HKV, nk = k.shape[1], k.shape[2]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    q, k, v, out, do = (_lastdim_contiguous(t) for t in (q, k, v, out, do))
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    if min(B, H, nq, nk, D) == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    groups = ir.head_counts(node)
+    node = ir.concretize(node, nk)
+    cfg = config or gen.default_config(D, interpreting())
+    if plan is None:
+        plan = cached_plan(node, nq, nk, cfg.block_q, cfg.block_k, H, str(q.device))
+    plan = plan.to(q.device)
+    cfg = gen.fit_config(cfg, plan.block_q, plan.block_k)
+    module, table_args = kernels(node, groups)
+    tables = [cached_table(t, nq, nk, str(q.device)) for t in table_args]
+    DP = max(16, triton.next_power_of_2(D))
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    if interpreting() and q.dtype == torch.bfloat16:
+        prec = "upcast"
+
+    delta = torch.empty((B, H, nq), device=q.device, dtype=torch.float32)
+    lse2 = torch.empty_like(delta)
+    bmp = 64 if not interpreting() else 16
+    gen.preprocess_kernel[(triton.cdiv(nq, bmp), B * H)](
+        out, do, lse, lse if dlse is None else dlse, delta, lse2, *out.stride()[:3], *do.stride()[:3],
+        *lse.stride(), *(lse if dlse is None else dlse).stride(), nq, H,
+        BM=bmp, D=D, DP=DP, HAS_DLSE=dlse is not None)
+
+    fwd, bwd = plan.forward, plan.backward
+    common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
+    module.dkdv_kernel[(triton.cdiv(nk, cfg.bn1), B * HKV)](
+        q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num, _nonempty(bwd.full_idx), *tables,
+        *common, *dk.stride()[:3], *dv.stride()[:3],
+        nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1],
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    module.dq_kernel[(triton.cdiv(nq, cfg.bm2), B * H)](
+        q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num, _nonempty(fwd.full_idx), *tables,
+        *common, *dq.stride()[:3],
+        nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1],
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=DP,
+        EVEN_K=nk % cfg.bn2 == 0, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return dq, dk, dv
