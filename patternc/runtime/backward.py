@@ -79,13 +79,15 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     fwd, bwd = plan.forward, plan.backward
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
     module.dkdv_kernel[(triton.cdiv(nk, cfg.bn1), B * HKV)](
-        q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num, _nonempty(bwd.full_idx), *tables,
+        q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num,
+        _nonempty(bwd.full_idx), *tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1],
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     module.dq_kernel[(triton.cdiv(nq, cfg.bm2), B * H)](
-        q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num, _nonempty(fwd.full_idx), *tables,
+        q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        _nonempty(fwd.full_idx), *tables,
         *common, *dq.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1],
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=DP,
