@@ -156,11 +156,12 @@ def attn_fwd(Q, K, V, O, LSE, NUM, IDX, FNUM, FIDX{targs},
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                skn, skd, svn, svd, PRED{tnames}, PARTIAL=True, EVEN_N=EVEN_N)
     empty = l_i == 0.0  # rows with no keys give 0, never 0 / 0
-    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = acc / l_safe[:, None]
     tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :] * sod,
              out.to(O.dtype.element_ty), mask=io)
     if RETURN_LSE:
-        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_i)) * 0.6931471805599453)
+        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
         tl.store(LSE + (b * H + h) * nq + offs_m, lse, mask=offs_m < nq)
 
 

@@ -1,0 +1,228 @@
+"""The generated forward kernel against the dense reference (Triton's interpreter on the CPU).
+
+Plans come from two places: ``reference_plan`` classifies blocks from the reference mask (tests
+the kernel alone, whatever the lowering does) and ``patternc.lower`` (the library path).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patternc import ir, reference
+from patternc.plan import BlockTables, Plan
+from patternc.runtime import attention
+from patternc.runtime.forward import ForwardConfig, forward, predicate_mask
+
+from .strategies import lengths, patterns
+
+TOL = {torch.float32: 2e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+def _lists(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCSR lists of a boolean [G, rows, cols] block matrix: counts and padded sorted indices."""
+    num = x.sum(-1).to(torch.int32)
+    width = max(1, int(num.max()) if num.numel() else 1)
+    idx = torch.zeros(*x.shape[:-1], width, dtype=torch.int32)
+    for g in range(x.shape[0]):
+        for r in range(x.shape[1]):
+            nz = x[g, r].nonzero().flatten()
+            idx[g, r, : len(nz)] = nz.to(torch.int32)
+    return num, idx
+
+
+def reference_plan(node: ir.Node, nq: int, nk: int, heads: int, bq: int, bk: int) -> Plan:
+    """A Plan classified block by block from the dense reference mask (EMPTY / PARTIAL / FULL)."""
+    groups = ir.head_counts(node)
+    m = reference.mask(node, nq, nk, heads=groups)
+    rows, cols = -(-nq // bq), -(-nk // bk)
+    pad = torch.zeros(groups, rows * bq, cols * bk, dtype=torch.bool)
+    pad[:, :nq, :nk] = m
+    valid = torch.zeros(rows * bq, cols * bk, dtype=torch.bool)
+    valid[:nq, :nk] = True
+    hits = pad.view(groups, rows, bq, cols, bk).sum((2, 4))
+    inside = valid.view(rows, bq, cols, bk).sum((1, 3))
+    full = hits == inside
+    part = (hits > 0) & ~full
+    fwd = BlockTables(*_lists(part), *_lists(full))
+    bwd = BlockTables(*_lists(part.transpose(1, 2)), *_lists(full.transpose(1, 2)))
+    return Plan(nq, nk, bq, bk, groups, fwd, bwd)
+
+
+def reference_lse(q: torch.Tensor, k: torch.Tensor, node: ir.Node, scale: float) -> torch.Tensor:
+    H, nq = q.shape[1], q.shape[2]
+    nk = k.shape[2]
+    m = reference.mask(node, nq, nk, heads=H)
+    kk = k.double().repeat_interleave(H // k.shape[1], dim=1)
+    s = (q.double() @ kk.transpose(-1, -2)) * scale
+    return torch.logsumexp(s.masked_fill(~m, float("-inf")), dim=-1)
+
+
+def check(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
+          bq: int = 16, bk: int = 16, plan: Plan | str | None = "reference") -> None:
+    gen = torch.Generator().manual_seed(nq * 1000 + nk)
+    q = torch.randn(B, H, nq, D, generator=gen).to(dtype)
+    k = torch.randn(B, Hkv, nk, D, generator=gen).to(dtype)
+    v = torch.randn(B, Hkv, nk, D, generator=gen).to(dtype)
+    if plan == "reference":
+        plan = reference_plan(node, nq, nk, H, bq, bk)
+    out, lse = forward(q, k, v, node, plan=plan)  # type: ignore[arg-type]
+    # reference.attention wants heads=None for heads(x) of one part: hand it the head-free tree
+    ref = reference.attention(q, k, v, node if ir.head_counts(node) > 1 else ir.select_head(node, 0, 1))
+    tol = TOL[dtype]
+    assert not out.isnan().any()
+    torch.testing.assert_close(out.double(), ref.double(), atol=tol, rtol=tol)
+    want = reference_lse(q, k, node, 1 / math.sqrt(D))
+    empty = torch.isinf(want)
+    assert torch.equal(torch.isinf(lse), empty), "LSE is -inf exactly on rows with no keys"
+    assert (out[empty[..., None].expand_as(out)] == 0).all(), "rows with no keys give 0"
+    torch.testing.assert_close(lse.double()[~empty], want[~empty], atol=tol, rtol=tol)
+
+
+@st.composite
+def heads_layout(draw: st.DrawFn, node: ir.Node) -> tuple[int, int]:
+    """(H, Hkv): H a multiple of the pattern's head groups, Hkv a divisor of H (GQA)."""
+    groups = ir.head_counts(node)
+    H = groups * draw(st.sampled_from([1, 2]))
+    Hkv = H // draw(st.sampled_from([r for r in (1, 2, 4) if H % r == 0]))
+    return H, Hkv
+
+
+@settings(max_examples=40)
+@given(patterns(heads=True), st.integers(1, 70), st.integers(1, 70), st.data())
+def test_emitted_predicate_is_the_reference_mask(node: ir.Node, nq: int, nk: int,
+                                                 data: st.DataObject) -> None:
+    heads = ir.head_counts(node) * data.draw(st.sampled_from([1, 2]))
+    # nq > nk too: positions go negative and the floor-division helper matters
+    got = predicate_mask(node, nq, nk, heads=heads, block=16)
+    assert torch.equal(got, reference.mask(node, nq, nk, heads=heads))
+
+
+@settings(max_examples=25)
+@given(patterns(heads=True, max_leaves=5), lengths(max_n=80), st.sampled_from([16, 32, 64, 96]),
+       st.sampled_from([torch.float32, torch.float16]), st.sampled_from([(16, 16), (32, 16), (16, 32)]),
+       st.integers(1, 2), st.data())
+def test_forward_matches_reference(node: ir.Node, nqk: tuple[int, int], D: int, dtype: torch.dtype,
+                                   blocks: tuple[int, int], B: int, data: st.DataObject) -> None:
+    H, Hkv = data.draw(heads_layout(node))
+    nq, nk = nqk
+    check(node, B, H, Hkv, nq, nk, D, dtype, *blocks)
+
+
+@settings(max_examples=15)
+@given(patterns(heads=True, max_leaves=5), lengths(max_n=80), st.sampled_from([(16, 16), (32, 16)]),
+       st.data())
+def test_forward_with_lowered_plans_matches_reference(node: ir.Node, nqk: tuple[int, int],
+                                                      blocks: tuple[int, int], data: st.DataObject) -> None:
+    H, Hkv = data.draw(heads_layout(node))
+    cfg = ForwardConfig(*blocks)
+    nq, nk = nqk
+    gen = torch.Generator().manual_seed(nk)
+    q = torch.randn(1, H, nq, 32, generator=gen)
+    k, v = torch.randn(2, 1, Hkv, nk, 32, generator=gen)
+    out, _ = forward(q, k, v, node, config=cfg)
+    ref = reference.attention(q, k, v, node if ir.head_counts(node) > 1 else ir.select_head(node, 0, 1))
+    torch.testing.assert_close(out, ref, atol=2e-4, rtol=2e-4)
+
+
+def test_band_global_with_bf16_gqa_and_padded_head_dim() -> None:
+    node = ir.Band(5) | ir.Global(ir.TokenList.of(ir.Range(0, 3)))
+    check(node, 1, 4, 2, 45, 77, 96, torch.bfloat16, 16, 32)
+
+
+def test_decode_step_sees_the_last_row() -> None:
+    node = (ir.Window(20, 0) | ir.Strided(7) | ir.Random(2, seed=3)) & ir.Causal()
+    check(node, 2, 2, 1, 1, 75, 32, torch.float32)
+
+
+def test_heads_patterns_use_one_predicate_per_group() -> None:
+    parts = (ir.Band(2), ir.Causal(), ir.Empty(), ir.RandomBlocks(2, 8))
+    node = ir.Heads(parts) & ~ir.Cols(ir.TokenList.of(3))
+    check(node, 1, 8, 4, 33, 33, 16, torch.float32)
+
+
+def test_empty_pattern_gives_zeros_and_minus_inf_lse() -> None:
+    q = torch.randn(1, 2, 20, 16)
+    out, lse = forward(q, q, q, ir.Empty(), plan=reference_plan(ir.Empty(), 20, 20, 2, 16, 16))
+    assert (out == 0).all() and torch.isneginf(lse).all()
+
+
+def test_full_blocks_skip_the_predicate() -> None:
+    # a plan that lists every block as FULL for a causal pattern computes dense attention:
+    # proof that FULL blocks never evaluate the predicate
+    nq = nk = 32
+    dense = reference_plan(ir.Full(), nq, nk, 1, 16, 16)
+    q = torch.randn(1, 1, nq, 16)
+    out, _ = forward(q, q, q, ir.Causal(), plan=dense)
+    torch.testing.assert_close(out, reference.attention(q, q, q, ir.Full()), atol=2e-4, rtol=2e-4)
+
+
+def test_symbolic_arguments_are_concretized_per_length() -> None:
+    node = ir.Band(ir.BinOp("//", ir.N(), 4)) | ir.Prefix(ir.Func("sqrt", (ir.N(),)))
+    check(node, 1, 1, 1, 40, 40, 16, torch.float32)
+    check(node, 1, 1, 1, 30, 64, 16, torch.float32)
+
+
+def test_library_path_uses_the_lowering() -> None:
+    node = (ir.Band(4) | ir.Global(ir.TokenList.of(0, 1)) | ir.RandomBlocks(1, 16)) & ir.Causal()
+    check(node, 1, 2, 1, 50, 70, 32, torch.float16, plan=None)
+
+
+def test_attention_accepts_text_and_returns_lse() -> None:
+    q = torch.randn(1, 2, 24, 32)
+    out, lse = attention(q, q, q, "band(3) | global([0])", return_lse=True)
+    node = ir.Band(3) | ir.Global(ir.TokenList.of(0))
+    torch.testing.assert_close(out, reference.attention(q, q, q, node), atol=2e-4, rtol=2e-4)
+    assert lse.shape == (1, 2, 24) and lse.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("shapes", "message"), [
+    (((1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8)), "4-D"),
+    (((1, 3, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16)), "multiple of the KV heads"),
+    (((1, 2, 8, 16), (1, 2, 8, 32), (1, 2, 8, 32)), "head dims differ"),
+    (((1, 2, 8, 16), (2, 2, 8, 16), (2, 2, 8, 16)), "batch sizes differ"),
+    (((1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 9, 16)), "same shape"),
+    (((1, 2, 8, 512), (1, 2, 8, 512), (1, 2, 8, 512)), "head_dim"),
+])
+def test_bad_shapes_are_reported_plainly(shapes: tuple[tuple[int, ...], ...], message: str) -> None:
+    q, k, v = (torch.zeros(s) for s in shapes)
+    with pytest.raises(ValueError, match=message):
+        attention(q, k, v, ir.Causal())
+
+
+def test_bad_dtypes_and_patterns_are_reported_plainly() -> None:
+    x = torch.zeros(1, 1, 8, 16)
+    with pytest.raises(TypeError, match="dtype"):
+        attention(x.double(), x.double(), x.double(), ir.Causal())
+    with pytest.raises(TypeError, match="share one dtype"):
+        attention(x, x.half(), x.half(), ir.Causal())
+    with pytest.raises(TypeError, match="pattern"):
+        attention(x, x, x, 42)
+    with pytest.raises(ir.PatternError, match="multiple"):
+        attention(torch.zeros(1, 3, 8, 16), x, x, ir.Heads((ir.Causal(), ir.Full())))
+
+
+def test_zero_length_inputs() -> None:
+    q = torch.zeros(1, 1, 0, 16)
+    k = torch.zeros(1, 1, 5, 16)
+    assert attention(q, k, k, ir.Causal()).shape == (1, 1, 0, 16)
+    out, lse = attention(torch.ones(1, 1, 3, 16), q, q, ir.Full(), return_lse=True)
+    assert (out == 0).all() and torch.isneginf(lse).all()
+
+
+def test_generated_source_is_on_disk_and_readable() -> None:
+    from patternc.codegen.forward import spec_for
+    from patternc.runtime.forward import kernel_module
+
+    spec = spec_for(ir.Band(3) | ir.Random(2), 64, block_q=16, block_k=16, head_dim=64, dtype="float16",
+                    gqa=2)
+    module, tables = kernel_module(spec)
+    text = open(module.__file__).read()
+    assert os.path.dirname(module.__file__).endswith("forward")
+    assert "band(3) | random(2)" in text and "GQA = tl.constexpr(2)" in text
+    assert [t.kind for t in tables] == ["random_keys"] and module.TABLES == (tables[0].name,)
