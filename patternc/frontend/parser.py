@@ -7,6 +7,7 @@ statements that do parse still get checked.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,8 +25,8 @@ from patternc.frontend import ast
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     grammar = resources.files("patternc").joinpath("grammar/sap.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", start=["module", "expression"], propagate_positions=True,
-                maybe_placeholders=False)
+    return Lark(grammar, parser="lalr", lexer="basic", start=["module", "expression"],
+                propagate_positions=True, maybe_placeholders=False)
 
 
 def _span(m: Meta | Token) -> Span:
@@ -183,11 +184,21 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
                              f"unexpected end of input; expected {_expected(expected)}")
     span = _span(tok)
     shown = tok.value if tok.type != "$END" else "end of input"
+    if tok.type in ("IMPORT", "LET", "PATTERN") and _line_start(text, tok.start_pos or 0):
+        last = len(text[:tok.start_pos].rstrip()) - 1
+        return Diagnostic.at(source, source.span_at(max(last, 0)), "SAP101",
+                             f"the statement ends too early: expected {_expected(expected)}",
+                             f"a new statement ('{tok.value}') starts on the next line")
     hint = None
+    if tok.value == "..":
+        return Diagnostic.at(source, span, "SAP101", "unexpected '..' outside a list",
+                             "ranges are written inside a list: [a..b]")
     if tok.type in ("RPAR", "RSQB") and opener is None:
         return Diagnostic.at(source, span, "SAP103", f"unmatched '{shown}'", "remove it or open it earlier")
     if expected == {"EQUAL"} or expected == {"EQUAL", "LPAR"}:
         hint = "definitions are written `let name = value` or `pattern name(params) = expression`"
+    elif tok.type == "EQUAL" and "NAME" in expected:
+        hint = "a definition needs a name: let w = 256"
     elif tok.type == "EQUAL":
         hint = "keyword arguments are written inside a call: band(w=256)"
     elif tok.type == "INT" and "NAME" in expected:
@@ -219,30 +230,59 @@ def _parse(text: str, start: str) -> Any:
 
 
 def parse_module(source: Source) -> ParsedModule:
-    """Parse a whole file; on syntax errors, parse statement by statement to find them all."""
-    try:
-        return ParsedModule(_parse(source.text, "module"), (), frozenset())
-    except UnexpectedInput:
-        pass
-    except RecursionError:
-        return ParsedModule(ast.Module(()), (_too_deep(source),), frozenset())
+    """Parse a whole file, reporting every syntax error.
+
+    After an error, parsing starts again at the next statement (the next ``import`` / ``let`` /
+    ``pattern`` keyword that begins a line, or any later one); the statements before the error
+    are kept, the broken one is dropped and its name remembered.
+    """
     text = source.text
     starts = [m.start() for m in _STATEMENT.finditer(text) if m.group(1)]
-    if not starts or _code(text[:starts[0]]):
-        starts.insert(0, 0)
     stmts: list[ast.Stmt] = []
     errors: list[Diagnostic] = []
     broken: set[str] = set()
-    for a, b in zip(starts, [*starts[1:], len(text)]):
-        padded = re.sub(r"[^\n]", " ", text[:a]) + text[a:b]
+    pos = 0
+    while True:
+        padded = _blank(text[:pos]) + text[pos:]
         try:
             stmts.extend(_parse(padded, "module").stmts)
-        except UnexpectedInput as e:
-            errors.append(_syntax_diagnostic(e, Source(source.name, padded)))
-            broken.update(_DEFINED.findall(text[a:b])[:1])
+            break
         except RecursionError:
             errors.append(_too_deep(source))
+            break
+        except UnexpectedInput as e:
+            errors.append(_syntax_diagnostic(e, Source(source.name, padded)))
+            at = _offset(e, len(text))
+        # the statements before the broken one parsed: keep them
+        bounds = [b for b in starts if b >= pos] + [len(text)]
+        for a, b in itertools.pairwise(bounds):
+            try:
+                if b > at or (b == at and not _line_start(text, at)):
+                    raise ValueError("the broken statement")
+                stmts.extend(_parse(_blank(text[:a]) + text[a:b], "module").stmts)
+            except (UnexpectedInput, RecursionError, ValueError):
+                broken.update(_DEFINED.findall(text[a:b])[:1])
+                break
+        later = [b for b in starts if b > at or (b == at and _line_start(text, at))]
+        if not later or later[0] <= pos:
+            break
+        pos = later[0]
     return ParsedModule(ast.Module(tuple(stmts)), tuple(errors), frozenset(broken))
+
+
+def _blank(text: str) -> str:
+    """Spaces for ``text``, keeping its newlines (so that positions stay those of the file)."""
+    return re.sub(r"[^\n]", " ", text)
+
+
+def _line_start(text: str, offset: int) -> bool:
+    return not text[text.rfind("\n", 0, offset) + 1:offset].strip()
+
+
+def _offset(e: UnexpectedInput, end: int) -> int:
+    if isinstance(e, UnexpectedToken):
+        return end if e.token.type == "$END" else (e.token.start_pos or 0)
+    return e.pos_in_stream or 0
 
 
 def _code(text: str) -> bool:

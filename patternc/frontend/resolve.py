@@ -616,7 +616,8 @@ class Resolver:
     def _binary(self, e: ast.BinExpr, env: _Env) -> Value:
         a, b = self._all([e.left, e.right], env)
         if e.op == "/":
-            raise self.error(env, e.op_span, "SAP105", "'/' is not an operator of .sap",
+            raise self.error(env, _operator_span(env.unit.source, e), "SAP105",
+                             "'/' is not an operator of .sap",
                              "integers divide with // (floor division), as in n // 4")
         if e.op in "|&" or (e.op == "-" and isinstance(a, ir.Node) and isinstance(b, ir.Node)):
             for x, v in ((e.left, a), (e.right, b)):
@@ -626,16 +627,16 @@ class Resolver:
                     raise self.error(env, x.span, "SAP401", message, hint)
             assert isinstance(a, ir.Node) and isinstance(b, ir.Node)
             return a | b if e.op == "|" else a & b if e.op == "&" else a - b
-        hints = {"+": "for the union of patterns use |", "*": "for the intersection of patterns use &",
-                 "-": None}
+        if e.op == "-" and (isinstance(a, ir.Node) or isinstance(b, ir.Node)):
+            # one side is a pattern: the other one is the odd one out
+            x, v = (e.right, b) if isinstance(a, ir.Node) else (e.left, a)
+            raise self.error(env, x.span, "SAP401", f"'-' of patterns needs a pattern here, got {kind_of(v)}",
+                             "A - B keeps the pairs of pattern A that are not in pattern B")
+        hints = {"+": "for the union of patterns use |", "*": "for the intersection of patterns use &"}
         for x, v in ((e.left, a), (e.right, b)):
             if not isinstance(v, (int, ir.IntExpr)):
-                other = b if x is e.left else a
-                if e.op == "-" and isinstance(other, ir.Node):
-                    hint = "both sides of a pattern difference must be patterns"
-                else:
-                    hint = hints.get(e.op)
-                raise self.error(env, x.span, "SAP401", f"'{e.op}' needs integers, got {kind_of(v)}", hint)
+                raise self.error(env, x.span, "SAP401", f"'{e.op}' needs integers, got {kind_of(v)}",
+                                 hints.get(e.op))
         assert isinstance(a, (int, ir.IntExpr)) and isinstance(b, (int, ir.IntExpr))
         if e.op in ("//", "%") and isinstance(b, int) and b == 0:
             raise self.error(env, e.right.span, "SAP203", f"division by zero in '{e.op}'")
@@ -669,6 +670,13 @@ class Resolver:
 
 def int_text(v: Value) -> str:
     return ir.int_sap(v) if isinstance(v, (int, ir.IntExpr)) else str(v)
+
+
+def _operator_span(source: Source, e: ast.BinExpr) -> Span:
+    """The span of the operator itself (between the operands, past spaces and parentheses)."""
+    gap = source.text[e.op_span.start:e.op_span.end]
+    k = gap.find(e.op)
+    return source.span_at(e.op_span.start + k, len(e.op)) if k >= 0 else e.op_span
 
 
 def _show_args(args: dict[str, Value]) -> str:
