@@ -43,8 +43,9 @@ class Source:
     text: str
 
     def line(self, k: int) -> str:
-        lines = self.text.splitlines()
-        return lines[k - 1] if 1 <= k <= len(lines) else ""
+        # lines end at "\n" only, as in the lexer (other line breaks stay inside a line)
+        lines = self.text.split("\n")
+        return lines[k - 1].rstrip("\r") if 1 <= k <= len(lines) else ""
 
     def span_at(self, offset: int, length: int = 1) -> Span:
         """The span of ``length`` characters from character ``offset`` (clamped to the text)."""

@@ -4,6 +4,6 @@
 diagnostic), ``program`` (the Python surface: ``pattern``, ``load``, ``Program``, ``PatternDef``).
 """
 
-from patternc.frontend.program import PatternDef, Program, load, pattern
+from patternc.frontend.program import PatternDef, Program, load, loads, pattern
 
-__all__ = ["PatternDef", "Program", "load", "pattern"]
+__all__ = ["PatternDef", "Program", "load", "loads", "pattern"]

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from patternc.diagnostics import Span
 
+MAX_DIGITS = 19  # integer literals longer than this cannot be 64-bit integers
+
 
 @dataclass(frozen=True)
 class IntLit:
-    value: int
+    value: int | None  # None: too many digits
     span: Span
 
 

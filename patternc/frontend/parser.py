@@ -77,7 +77,10 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Param(str(children[0]), children[1] if len(children) > 1 else None, _span(children[0]))
 
     def int_lit(self, meta: Meta, children: list[Token]) -> ast.IntLit:
-        return ast.IntLit(int(children[0]), _span(children[0]))
+        digits = str(children[0]).replace("_", "")
+        # too many digits for a 64-bit integer (and for Python's int() limit): resolution reports it
+        value = int(digits) if len(digits.lstrip("0")) <= ast.MAX_DIGITS else None
+        return ast.IntLit(value, _span(children[0]))
 
     def name(self, meta: Meta, children: list[Token]) -> ast.Name:
         return ast.Name(str(children[0]), _span(children[0]))
@@ -168,7 +171,9 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
                                  "ranges are written inside a list: [a..b]")
         hint = "integers only: .sap has no fractions" if ch == "." else None
         return Diagnostic.at(source, span, "SAP100", f"unexpected character {ch!r}", hint)
-    assert isinstance(e, UnexpectedToken)
+    if not isinstance(e, UnexpectedToken):  # UnexpectedEOF: not raised by LALR, but be safe
+        return Diagnostic.at(source, source.span_at(max(len(text.rstrip()) - 1, 0)), "SAP101",
+                             "unexpected end of input")
     tok = e.token
     expected = set(e.expected) if e.expected else set()
     at_end = tok.type == "$END"

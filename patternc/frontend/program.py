@@ -15,7 +15,6 @@ from typing import Any
 
 from patternc import ir
 from patternc.diagnostics import Diagnostic, SapError, Source, Span
-from patternc.frontend import ast
 from patternc.frontend.parser import parse_expression
 from patternc.frontend.resolve import BUILTINS, Def, Resolver, Unit, Value, _Abort, _Env, kind_of
 
@@ -83,23 +82,29 @@ def _evaluate(r: Resolver, unit: Unit, params: dict[str, Value]) -> ir.Node:
 
 def load(path: str | os.PathLike[str]) -> Program:
     """Parse and check a ``.sap`` file (and its imports). Raises SapError listing every error."""
-    p = Path(path)
-    r = Resolver()
     try:
-        text = p.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         source = Source(str(path), "")
         raise SapError([Diagnostic.at(source, source.span_at(0, 0), "SAP503",
                                       f"cannot read {path}: {getattr(e, 'strerror', None) or e}")]) from None
+    return loads(text, str(path), Path(path))
+
+
+def loads(text: str, name: str = "<string>", path: str | os.PathLike[str] | None = None) -> Program:
+    """Like :func:`load` for ``text``; relative imports are found beside ``path`` (default: the
+    current directory)."""
+    r = Resolver()
+    p = Path(path).resolve() if path is not None else None
     try:
-        unit = r.load_text(text, str(path), p.resolve())
+        unit = r.load_text(text, name, p)
     except RecursionError:
-        source = Source(str(path), text)
+        source = Source(name, text)
         raise SapError([Diagnostic.at(source, source.span_at(0), "SAP104",
                                       "expressions nested too deeply")]) from None
     if not r.ok:
         raise SapError(r.diagnostics)
-    return Program(p, r, unit)
+    return Program(Path(path) if path is not None else Path(name), r, unit)
 
 
 class Program:
@@ -204,6 +209,10 @@ class PatternDef:
         values = {k: _to_value(k, v) for k, v in bound.items()}
         r = Resolver()  # a fresh one: diagnostics of this call only
         try:
+            if not values:
+                v = r.value(self._def)  # cached in the file's unit
+                assert isinstance(v, ir.Node)
+                return v
             where = "from Python" if values else None
             return r.call(self._def, values, _Env(self._def.unit, {}), where)
         except _Abort:
@@ -267,4 +276,4 @@ def _node(x: object) -> ir.Node:
     raise TypeError(f"cannot combine a pattern with {type(x).__name__}")
 
 
-__all__ = ["PatternDef", "Program", "load", "pattern", "ast"]
+__all__ = ["PatternDef", "Program", "load", "loads", "pattern"]

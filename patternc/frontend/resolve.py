@@ -26,6 +26,7 @@ from patternc.frontend.parser import parse_module
 
 Value = int | ir.IntExpr | ir.TokenList | ir.Node
 
+INT_LIMIT = 2**63  # integers are 64-bit, as in the kernels' index arithmetic
 INT_FUNCS = {"sqrt": (1, 1), "log2": (1, 1), "min": (2, 99), "max": (2, 99)}
 BUILTINS = frozenset(ir.PRIMITIVES) | {"heads"} | frozenset(INT_FUNCS)
 
@@ -235,6 +236,13 @@ class Resolver:
             unit.imported[name] = d
 
     def _find_import(self, unit: Unit, stmt: ast.Import) -> Path | None:
+        try:
+            return self._find_import_path(unit, stmt)
+        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte, ...
+            self.error(unit, stmt.span, "SAP501", f"cannot find '{stmt.target}': {e}")
+            return None
+
+    def _find_import_path(self, unit: Unit, stmt: ast.Import) -> Path | None:
         if stmt.is_path:
             base = unit.path.parent if unit.path is not None else Path.cwd()
             target = base / stmt.target
@@ -336,6 +344,13 @@ class Resolver:
         params = {p.name for p in d.params}
         env = _Env(d.unit, {})
         failed = False
+        for x in _walk(d.decl.body):
+            if isinstance(x, ast.Call) and (x.func in params or (
+                    (c := d.unit.lookup(x.func)) is not None and not c.is_pattern)):
+                failed = True
+                what = "a parameter" if x.func in params else "a let"
+                message = f"'{x.func}' is {what}, not a pattern; it cannot be called"
+                self.error(env, x.func_span, "SAP406", message)
         for name, span in _names(d.decl.body):
             known = name in params or name == "n" or name in BUILTINS or name in d.unit.broken
             if known or d.unit.lookup(name):
@@ -418,6 +433,8 @@ class Resolver:
 
     def eval(self, e: ast.Expr, env: _Env) -> Value:
         if isinstance(e, ast.IntLit):
+            if e.value is None or not -INT_LIMIT < e.value < INT_LIMIT:
+                raise self.error(env, e.span, "SAP206", "integer too large (the limit is 2**63 - 1)")
             return e.value
         if isinstance(e, ast.Name):
             return self._name(e, env)
@@ -642,13 +659,10 @@ class Resolver:
             raise self.error(env, e.right.span, "SAP203", f"division by zero in '{e.op}'")
         if not (isinstance(a, int) and isinstance(b, int)):
             return ir.BinOp(e.op, a, b)
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        return a // b if e.op == "//" else a % b
+        v = ir.BinOp(e.op, a, b).eval(0)
+        if not -INT_LIMIT < v < INT_LIMIT:
+            raise self.error(env, e.span, "SAP206", f"integer too large: {e.op} gives more than 63 bits")
+        return v
 
     def _unary(self, e: ast.UnaryExpr, env: _Env) -> Value:
         v = self.eval(e.operand, env)
