@@ -13,6 +13,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -115,11 +116,6 @@ def kernel_module(spec: gen.ForwardSpec):  # type: ignore[no-untyped-def]
     return load_module("forward", spec.key_text(), source), tables
 
 
-def _nonempty(t: torch.Tensor) -> torch.Tensor:
-    # a table with no columns still needs a valid pointer (never read: its counts are 0)
-    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
-
-
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, scale: float | None = None,
             *, plan: Plan | None = None,
             config: ForwardConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,42 +127,79 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
     check_inputs(q, k, v)
     B, H, nq, D = q.shape
     Hkv, nk = k.shape[1], k.shape[2]
-    ir.check_heads(node, H)
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     out = torch.empty((B, H, nq, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, nq), dtype=torch.float32, device=q.device)
-    if out.numel() == 0:
-        return out, lse
     if nk == 0:  # nothing to attend to: every row is empty
+        ir.check_heads(node, H)
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
     if plan is not None:
         cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages)
+        launch = _setup(node, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg, plan)
+    else:
+        launch = _cached_setup(node, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg)
+    if out.numel():
+        launch.run(q, k, v, out, lse, scale, B)
+    return out, lse
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """Everything a call needs besides the tensors: built once per (pattern, shapes, config)."""
+
+    module: Any
+    cfg: ForwardConfig
+    spec: gen.ForwardSpec
+    groups: tuple[tuple[torch.Tensor, ...], ...]  # per head group: num, idx, full_num, full_idx
+    tables: tuple[torch.Tensor, ...]
+    q_blocks: int
+    heads: int
+    nq: int
+    nk: int
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+            scale: float, batch: int) -> None:
+        per_group = self.heads // len(self.groups)
+        strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
+        for g, (num, idx, fnum, fidx) in enumerate(self.groups):
+            self.module.attn_fwd[(self.q_blocks, batch * per_group)](
+                q, k, v, out, lse, num, idx, fnum, fidx, *self.tables,
+                scale * LOG2E, self.nq, self.nk, g * per_group, per_group, self.heads,
+                *strides, idx.stride(0), fidx.stride(0),
+                PRED=self.spec.group_pred[g], EVEN_N=self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
+                num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    # an index table with no columns still needs a valid pointer and row stride (never read)
+    return t if t.shape[-1] else torch.zeros((t.shape[0], 1), dtype=t.dtype, device=t.device)
+
+
+def _setup(node: ir.Node, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
+           cfg: ForwardConfig, plan: Plan | None) -> _Launch:
+    ir.check_heads(node, H)
     node_c = ir.concretize(node, nk)
     ir.check_arguments(node_c)
     spec = gen.spec_for(node_c, nk, block_q=cfg.block_q, block_k=cfg.block_k, head_dim=D,
-                        dtype=DTYPES[q.dtype], gqa=H // Hkv,
-                        upcast=q.dtype == torch.bfloat16 and interpreting())
+                        dtype=DTYPES[dtype], gqa=H // Hkv, upcast=dtype == torch.bfloat16 and interpreting())
     module, tables = kernel_module(spec)
-    dev = str(q.device)
     if plan is None:
-        plan = cached_plan(node_c, nq, nk, cfg.block_q, cfg.block_k, H, dev)
+        plan = cached_plan(node_c, nq, nk, cfg.block_q, cfg.block_k, H, device)
+    else:
+        plan = plan.to(device)
     _check_plan(plan, nq, nk, cfg, len(spec.group_pred))
-    tabs = [cached_table(t, nq, nk, dev) for t in tables]
-    groups = len(spec.group_pred)
-    per_group = H // groups
     fw = plan.forward
-    for g in range(groups):
-        num, idx, fnum, fidx = fw.num[g], _nonempty(fw.idx[g]), fw.full_num[g], _nonempty(fw.full_idx[g])
-        grid = (plan.num_q_blocks, B * per_group)
-        module.attn_fwd[grid](
-            q, k, v, out, lse, num, idx, fnum, fidx, *tabs,
-            scale * LOG2E, nq, nk, g * per_group, per_group, H,
-            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-            idx.stride(0) if idx.dim() == 2 else 0, fidx.stride(0) if fidx.dim() == 2 else 0,
-            PRED=spec.group_pred[g], EVEN_N=nk % cfg.block_k == 0, RETURN_LSE=True,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    return out, lse
+    groups = tuple((fw.num[g], _rows(fw.idx[g]), fw.full_num[g], _rows(fw.full_idx[g]))
+                   for g in range(len(spec.group_pred)))
+    tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
+    return _Launch(module, cfg, spec, groups, tabs, plan.num_q_blocks, H, nq, nk)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_setup(node: ir.Node, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
+                  cfg: ForwardConfig) -> _Launch:
+    return _setup(node, H, Hkv, nq, nk, D, dtype, device, cfg, None)
 
 
 def _check_plan(plan: Plan, nq: int, nk: int, cfg: ForwardConfig, groups: int) -> None:
