@@ -244,9 +244,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from patternc.compiler import compile_file
-    from patternc.frontend import load
 
-    load(args.file)  # diagnostics first, from the front end
     for path in compile_file(Path(args.file), Path(args.outdir)):
         print(f"wrote {path}")
     return EXIT_OK
