@@ -1,0 +1,251 @@
+"""The receptive field: the fewest stacked layers after which every query depends on every key.
+
+One layer of a pattern ``A`` with the residual path is the graph ``A | I`` (query ``i`` depends
+on key ``j``); ``L`` stacked layers are its ``L``-th boolean power. The target is every key, or
+every key at or before the query when the pattern lies inside ``causal``. The receptive field is
+the least ``L >= 1`` whose power covers the target, or ``never`` when the powers stop growing
+first. ``nq = nk = n`` (stacked layers are self-attention).
+
+How it is computed, most exact first:
+
+1. ``n <= EXACT_TOKENS``: the token graph itself, by repeated squaring and a binary search over
+   the powers (``O(n^3 log n)`` on small dense matrices). Exact.
+2. One layer suffices (``target - (A | I)`` has no pair, counted exactly by ``rows.row_counts``).
+3. A *hub*: a key ``t`` that every query sees and whose row holds every key (a global token,
+   non-causal patterns). Then two layers suffice, and one does not. Exact.
+4. Translation-invariant patterns (band, window, causal, strided, dilated and their set
+   algebra): the offsets ``D = {p - j}`` of one layer. Sums of ``L`` offsets of one sign keep
+   every intermediate token in range (upper bound); sums of any sign whose partial sums stay in
+   ``[-(n-1), n-1]`` are necessary (lower bound). Equal bounds are exact; interval offsets give
+   ``ceil((n-1) / reach)`` in closed form.
+5. Otherwise the block graph at a coarse block size (from ``patternc.lower``): a token path maps
+   to a block path no longer than itself, so the block graph's answer is a lower bound, and a
+   target block it never reaches proves ``never``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from patternc import ir
+from patternc.analysis.rows import (
+    DMod,
+    Iv,
+    block_graph,
+    compile_pattern,
+    concrete,
+    dense_rows,
+    evaluate,
+    merged,
+    row_counts,
+)
+
+EXACT_TOKENS = 1024
+MAX_BLOCKS = 1024
+HUB_CANDIDATES = 4
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Receptive:
+    """``layers`` (None: never, or unknown when ``exact`` is False and ``lower`` is None)."""
+
+    layers: int | None
+    exact: bool
+    method: str
+
+    @property
+    def never(self) -> bool:
+        return self.exact and self.layers is None
+
+    def __str__(self) -> str:
+        if self.never:
+            return "never"
+        if self.layers is None:
+            return "?"
+        return str(self.layers) if self.exact else f">= {self.layers}"
+
+    def to_json(self) -> int | str | None:
+        if self.never:
+            return "never"
+        return self.layers
+
+
+def least_power(one: T, mul: Callable[[T, T], T], covers: Callable[[T], bool],
+                same: Callable[[T, T], bool]) -> int | None:
+    """Least ``L >= 1`` with ``covers(one^L)`` for a monotone power (``one`` holds the identity),
+    by repeated squaring and a binary search; None when the powers stop growing first."""
+    if covers(one):
+        return 1
+    powers = [one]
+    while True:
+        nxt = mul(powers[-1], powers[-1])
+        if covers(nxt):
+            break
+        if same(nxt, powers[-1]):
+            return None
+        powers.append(nxt)
+    # one^(2^(K-1)) misses, one^(2^K) covers: add the largest powers that still miss
+    acc, layers = powers[-1], 1 << (len(powers) - 1)
+    for k in range(len(powers) - 2, -1, -1):
+        cand = mul(acc, powers[k])
+        if not covers(cand):
+            acc, layers = cand, layers + (1 << k)
+    return layers + 1
+
+
+def _matrix_layers(adj: np.ndarray, target: np.ndarray) -> int | None:
+    """Least power of a dense boolean adjacency (identity included) covering ``target``."""
+    one = adj.astype(np.float32)
+    return least_power(one, lambda x, y: ((x @ y) > 0).astype(np.float32),
+                       lambda x: bool(((x > 0) | ~target).all()), lambda x, y: bool((x == y).all()))
+
+
+def receptive_field(node: ir.Node, n: int, *, block: int = 128) -> Receptive:
+    """The receptive field of a head-free pattern at ``n`` tokens (see the module docstring)."""
+    node = ir.concretize(node, n)
+    ir.check_arguments(node)
+    if n <= 1:
+        return Receptive(1, True, "a single token keeps itself")
+    if n <= EXACT_TOKENS:
+        return _exact(node, n)
+    inside = int(row_counts(node - ir.Causal(), n, n).counts.sum()) == 0
+    layer = node | ir.Band(0)
+    target: ir.Node = ir.Causal() if inside else ir.Full()
+    if int(row_counts(target - layer, n, n).counts.sum()) == 0:
+        return Receptive(1, True, "one layer already covers every key")
+    if not inside:
+        hub = _hub(node, layer, n)
+        if hub is not None:
+            return Receptive(2, True, f"every query sees token {hub}, which sees every key")
+    offsets = _offsets(node, n)
+    if offsets is not None:
+        return _offset_layers(offsets, n, inside)
+    return _block_bound(node, n, inside, block)
+
+
+def _exact(node: ir.Node, n: int) -> Receptive:
+    adj = dense_rows(node, n, n, (0, n)) | np.eye(n, dtype=bool)
+    tril = np.tri(n, dtype=bool)
+    inside = not (adj & ~tril).any()
+    layers = _matrix_layers(adj, tril if inside else np.ones((n, n), dtype=bool))
+    return Receptive(layers, True, "token graph")
+
+
+def _hub(node: ir.Node, layer: ir.Node, n: int) -> int | None:
+    cands: list[int] = []
+    for sub in node.walk():
+        if isinstance(sub, (ir.Cols, ir.Global)):
+            lo, _ = merged(sub.tokens, n)
+            cands.extend(int(x) for x in lo[:HUB_CANDIDATES])
+    for t in dict.fromkeys(cands[:HUB_CANDIDATES]):
+        if int(row_counts(layer, n, n, rows=(t, t + 1)).counts[0]) != n:
+            continue
+        if int(row_counts(layer, n, n, keys=(t, t + 1)).counts.min()) == 1:
+            return t
+    return None
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+def _offsets(node: ir.Node, n: int) -> np.ndarray | None:
+    """``D[d + n - 1]``: offset ``d`` in ``[-(n-1), n-1]`` is in one layer (with the residual),
+    for translation-invariant patterns; None for the others."""
+    formula, atoms = compile_pattern(node)
+    d = np.arange(-(n - 1), n, dtype=np.int64)
+    env: list[np.ndarray | bool] = []
+    for at in atoms:
+        if isinstance(at, DMod):
+            env.append(d % at.m == 0)
+        elif isinstance(at, Iv) and isinstance(at.node, (ir.Band, ir.Window, ir.Causal)):
+            match at.node:
+                case ir.Band(w):
+                    env.append(np.abs(d) <= w)
+                case ir.Window(left, right):
+                    env.append((d >= -concrete(right)) & (d <= concrete(left)))
+                case _:
+                    env.append(d >= 0)
+        else:
+            return None
+    out = np.broadcast_to(np.asarray(evaluate(formula, env), dtype=bool), d.shape).copy()
+    out[n - 1] = True
+    return out
+
+
+def _conv(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sumset of two offset sets (boolean indicators) by FFT; counts are far below 2**52."""
+    return fftconvolve(x.astype(np.float64), y.astype(np.float64)) > 0.5
+
+
+def _all(x: np.ndarray) -> bool:
+    return bool(x.all())
+
+
+def _same(x: np.ndarray, y: np.ndarray) -> bool:
+    return bool((x == y).all())
+
+
+def _reach(ind: np.ndarray) -> int | None:
+    """``r`` when the offsets ``ind[0..]`` (``ind[0]`` set) are exactly ``[0, r]``, else None."""
+    stop = int(np.argmin(ind)) if not ind.all() else ind.size
+    return stop - 1 if not ind[stop:].any() else None
+
+
+def _one_signed(ind: np.ndarray) -> int | None:
+    """Least ``L`` whose ``L``-fold sums of offsets ``ind`` (``0..n-1``, 0 included) cover them all."""
+    n = ind.size
+    r = _reach(ind)
+    if r is not None:
+        return None if r == 0 else max(1, -(-(n - 1) // r))
+    nz = np.flatnonzero(ind[1:]) + 1
+    if nz.size == 0 or math.gcd(*nz.tolist()) > 1:
+        return None
+    return least_power(ind, lambda x, y: _conv(x, y)[:n], _all, _same)
+
+
+def _two_signed(ind: np.ndarray) -> int | None:
+    """Lower bound: sums of any sign, each partial sum kept in ``[-(n-1), n-1]``."""
+    m = ind.size  # 2n - 1, offset 0 at the centre
+    half = m // 2
+    return least_power(ind, lambda x, y: _conv(x, y)[half:half + m], _all, _same)
+
+
+def _offset_layers(offsets: np.ndarray, n: int, inside: bool) -> Receptive:
+    right = offsets[n - 1:]          # d >= 0: keys at or before the query
+    left = offsets[n - 1::-1]        # d <= 0, mirrored
+    up = _one_signed(right)
+    if inside:
+        return Receptive(up, True, "offset sums (translation-invariant, causal)")
+    down = _one_signed(left)
+    upper = None if up is None or down is None else max(up, down)
+    if _reach(right) is not None and _reach(left) is not None:
+        return Receptive(upper, True, "offset intervals (translation-invariant)")
+    nz = np.flatnonzero(offsets) - (n - 1)
+    if math.gcd(*np.abs(nz).tolist()) > 1:
+        return Receptive(None, True, "every offset is a multiple of the same number")
+    lower = _two_signed(offsets)
+    if lower is not None and lower == upper:
+        return Receptive(upper, True, "offset sums (translation-invariant)")
+    return Receptive(lower, False, f"offset sums bound it (upper bound {upper if upper else 'none'})")
+
+
+# --------------------------------------------------------------------------- block graph
+
+
+def _block_bound(node: ir.Node, n: int, inside: bool, block: int) -> Receptive:
+    size = max(block, -(-n // MAX_BLOCKS))
+    adj = block_graph(node, n, size) | np.eye(-(-n // size), dtype=bool)
+    nb = adj.shape[0]
+    target = np.tri(nb, dtype=bool) if inside else np.ones((nb, nb), dtype=bool)
+    layers = _matrix_layers(adj, target)
+    if layers is None:
+        return Receptive(None, True, f"blocks of {size} tokens never reach every target block")
+    return Receptive(layers, False, f"lower bound from the graph of {size}-token blocks")

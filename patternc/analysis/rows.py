@@ -1,0 +1,455 @@
+"""Exact keys-per-row counts without an ``nq x nk`` array.
+
+Each primitive is split into *atoms* whose row structure is simple:
+
+* interval atoms: for query position ``p`` the row is a few sorted, disjoint key intervals
+  (band, window, causal, blocks, prefix, rows, cols, random keys, random key blocks);
+* periodic atoms: ``(p - j) % m == 0`` (strided, the residue part of dilated) or
+  ``j % m >= lo`` (the summary columns of fixed).
+
+The pattern becomes a boolean formula over atoms. For a chunk of rows the interval end points
+cut each row into segments on which every interval atom is constant (checked at the segment
+start). On a segment the formula reduces to a function of the periodic atoms only, encoded as a
+truth table (one bit per assignment of the periodic atoms). All-false and all-true segments count
+0 and their length; the others are counted with prefix sums over one period ``L`` (the lcm of
+the moduli the reduced formula reads): ``count[a, b) = G(b) - G(a)`` with
+``G(x) = (x // L) * total + prefix[x % L]``. Work is ``O(nq * K)`` for ``K`` end points per row.
+
+A mixed residue formula (both ``p - j`` and ``j`` residues) with a period above
+``MAX_PERIOD_2D`` is enumerated key by key while that stays under ``MAX_ENUMERATED`` keys,
+and otherwise counted by the segment length: an upper bound, flagged in ``RowCounts.exact``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from patternc import ir
+from patternc.rng import random_key_blocks, random_keys
+
+ROWS_PER_CHUNK = 1 << 16
+CELLS_PER_CHUNK = 1 << 21  # rows x end points per chunk, to bound memory
+MAX_PERIOD_2D = 2048
+MAX_PERIOD_1D = 1 << 22
+MAX_ENUMERATED = 1 << 26
+MAX_PERIODIC = 5  # residue atoms per pattern: 2**5 truth-table bits fit an int64
+
+# --------------------------------------------------------------------------- atoms
+
+
+def concrete(x: ir.Int) -> int:
+    """A concrete argument (patterns are concretized before they get here)."""
+    if not isinstance(x, int):
+        raise ir.PatternError(f"symbolic argument {x} was not evaluated")
+    return x
+
+
+@dataclass(frozen=True)
+class Iv:
+    """An interval atom: ``node`` is the primitive whose row is a union of intervals."""
+
+    node: ir.Node
+
+
+@dataclass(frozen=True)
+class DMod:
+    """``(p - j) % m == 0``."""
+
+    m: int
+
+
+@dataclass(frozen=True)
+class JMod:
+    """``j % m >= lo``."""
+
+    m: int
+    lo: int
+
+
+Atom = Iv | DMod | JMod
+
+# formula: ("const", bool) | ("atom", index) | ("not", f) | ("and", fs) | ("or", fs)
+Formula = tuple
+
+
+@dataclass
+class _Compiler:
+    atoms: list[Atom]
+
+    def atom(self, a: Atom) -> Formula:
+        if a not in self.atoms:
+            self.atoms.append(a)
+        return ("atom", self.atoms.index(a))
+
+    def compile(self, node: ir.Node) -> Formula:
+        match node:
+            case ir.Full():
+                return ("const", True)
+            case ir.Empty():
+                return ("const", False)
+            case ir.Strided(s):
+                return ("const", True) if s == 1 else self.atom(DMod(concrete(s)))
+            case ir.Dilated(w, r):
+                band = self.atom(Iv(ir.Band(concrete(w) * concrete(r))))
+                return band if r == 1 else ("and", (band, self.atom(DMod(concrete(r)))))
+            case ir.Fixed(l, c):
+                blocks = self.atom(Iv(ir.Blocks(l)))
+                size, summary = concrete(l), concrete(c)
+                if summary >= size:
+                    return ("const", True)
+                return ("or", (blocks, self.atom(JMod(size, size - summary))))
+            case ir.Global(t):
+                return ("or", (self.atom(Iv(ir.Rows(t))), self.atom(Iv(ir.Cols(t)))))
+            case ir.Union(parts):
+                return ("or", tuple(self.compile(c) for c in parts))
+            case ir.Intersect(parts):
+                return ("and", tuple(self.compile(c) for c in parts))
+            case ir.Diff(a, b):
+                return ("and", (self.compile(a), ("not", self.compile(b))))
+            case ir.Complement(a):
+                return ("not", self.compile(a))
+            case ir.Heads():
+                raise ir.PatternError("a heads(...) pattern needs the number of heads")
+        return self.atom(Iv(node))
+
+
+def compile_pattern(node: ir.Node) -> tuple[Formula, list[Atom]]:
+    """The formula of a concrete, head-free pattern and its atoms."""
+    c = _Compiler([])
+    return c.compile(node), c.atoms
+
+
+def evaluate(f: Formula, env: list[np.ndarray | bool]) -> np.ndarray | bool:
+    """Evaluate a formula with atom values (arrays broadcast together, or plain booleans)."""
+    kind = f[0]
+    if kind == "const":
+        return f[1]
+    if kind == "atom":
+        return env[f[1]]
+    if kind == "not":
+        return np.logical_not(evaluate(f[1], env))
+    vals = [evaluate(g, env) for g in f[1]]
+    out = vals[0]
+    for v in vals[1:]:
+        out = (out & v) if kind == "and" else (out | v)
+    return out
+
+
+# --------------------------------------------------------------------------- interval rows
+
+
+def merged(tokens: ir.TokenList, nk: int) -> tuple[np.ndarray, np.ndarray]:
+    """A token list as sorted disjoint ``[lo, hi)`` intervals clipped to ``[0, nk)``."""
+    ivs = sorted((max(a, 0), min(b, nk)) for a, b in tokens.intervals(nk) if min(b, nk) > max(a, 0))
+    out: list[list[int]] = []
+    for a, b in ivs:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    arr = np.array(out, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0].copy(), arr[:, 1].copy()
+
+
+def in_tokens(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Membership of ``x`` in sorted disjoint intervals ``[lo, hi)`` (1-D, shared by all rows)."""
+    if lo.size == 0:
+        return np.zeros(x.shape, dtype=bool)
+    k = np.searchsorted(lo, x, side="right") - 1
+    return (k >= 0) & (x < hi[np.maximum(k, 0)])
+
+
+Rows = tuple[np.ndarray, np.ndarray]  # (lo, hi): [R, m] per row, or [m] shared by every row
+
+
+def intervals(node: ir.Node, p: np.ndarray, nk: int) -> Rows:
+    """Sorted disjoint (possibly empty) key intervals of ``node`` for positions ``p``."""
+    col = p[:, None]
+    match node:
+        case ir.Causal():
+            return np.zeros_like(col), col + 1
+        case ir.Window(left, right):
+            return col - left, col + right + 1
+        case ir.Band(w):
+            return col - w, col + w + 1
+        case ir.Blocks(b):
+            start = col // b * b
+            return start, start + b
+        case ir.Rows(t):
+            lo, hi = merged(t, nk)
+            hit = in_tokens(col, lo, hi)
+            return np.zeros_like(col), np.where(hit, nk, 0)
+        case ir.Cols(t):
+            return merged(t, nk)
+        case ir.Prefix(m):
+            return np.zeros_like(col), np.where(col < m, concrete(m), 0)
+        case ir.Random(r, seed):
+            keys = random_keys(concrete(r), concrete(seed), p, nk)
+            return keys, keys + 1
+        case ir.RandomBlocks(r, b, seed):
+            kb = random_key_blocks(concrete(r), concrete(b), concrete(seed), p // b, nk)
+            return kb * b, (kb + 1) * b
+    raise TypeError(f"not an interval primitive: {node!r}")
+
+
+def member(lo: np.ndarray, hi: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``x[r, s]`` in row ``r``'s intervals (``lo``/``hi`` [R, m] sorted disjoint, or shared [m])."""
+    if lo.ndim == 1:
+        return in_tokens(x, lo, hi)
+    if lo.shape[1] <= 4:
+        return np.asarray(((lo[:, None, :] <= x[:, :, None]) & (x[:, :, None] < hi[:, None, :])).any(-1))
+    # many intervals per row (random keys): one searchsorted over rows laid end to end
+    rows = lo.shape[0]
+    span = int(max(hi.max(initial=0), x.max(initial=0))) + 2
+    off = np.arange(rows, dtype=np.int64)[:, None] * span
+    flat_lo, flat_hi = (lo + off).ravel(), (hi + off).ravel()
+    k = np.searchsorted(flat_lo, (x + off).ravel(), side="right") - 1
+    # a hit in the previous row's intervals is impossible: rows are spaced ``span`` apart
+    ok = (k >= 0) & ((x + off).ravel() < flat_hi[np.maximum(k, 0)])
+    return ok.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- residue counting
+
+
+def _period_table(code: int, atoms: list[DMod | JMod], used: list[int], q: np.ndarray | None,
+                  L: int) -> np.ndarray:
+    """Prefix counts over one period of the reduced formula ``code``.
+
+    ``q is None``: the formula reads only ``p - j`` residues (or only ``j`` residues); the table
+    is 1-D over ``(p - j) % L`` (or ``j % L``). Otherwise it has one row per residue ``q = p % L``
+    and runs over ``j % L``. Bit ``k`` of a truth-table index is periodic atom ``k``.
+    """
+    t = np.arange(L, dtype=np.int64)
+    d = t if q is None else q[:, None] - t[None, :]
+    idx = np.zeros(d.shape, dtype=np.int64)
+    for k in used:
+        at = atoms[k]
+        v = (d % at.m == 0) if isinstance(at, DMod) else np.broadcast_to(t % at.m >= at.lo, d.shape)
+        idx |= v.astype(np.int64) << k
+    truth = (code >> idx) & 1
+    zero = np.zeros((*truth.shape[:-1], 1), dtype=np.int64)
+    return np.concatenate([zero, np.cumsum(truth, axis=-1)], axis=-1)
+
+
+def _prefix_at(table: np.ndarray, x: np.ndarray, L: int, row: np.ndarray | None = None) -> np.ndarray:
+    if row is None:
+        return (x // L) * table[L] + table[x % L]
+    return (x // L) * table[row, L] + table[row, x % L]
+
+
+@dataclass
+class _Residues:
+    """Counts keys of a segment whose reduced formula (a truth table over periodic atoms) is mixed."""
+
+    atoms: list[DMod | JMod]
+    exact: bool = True
+
+    def depends(self, code: int) -> list[int]:
+        k = len(self.atoms)
+        full = 1 << k
+        return [i for i in range(k)
+                if any(((code >> s) & 1) != ((code >> (s ^ (1 << i))) & 1) for s in range(full))]
+
+    def count(self, code: int, p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        used = self.depends(code)
+        L = math.lcm(*(self.atoms[i].m for i in used))
+        kinds = {type(self.atoms[i]) for i in used}
+        if len(kinds) == 1 and L <= MAX_PERIOD_1D:
+            table = _period_table(code, self.atoms, used, None, L)
+            if DMod in kinds:  # keys j in [a, b) are offsets d = p - j in [p - b + 1, p - a + 1)
+                return _prefix_at(table, p - a + 1, L) - _prefix_at(table, p - b + 1, L)
+            return _prefix_at(table, b, L) - _prefix_at(table, a, L)
+        if L <= MAX_PERIOD_2D:
+            qs, row = np.unique(p % L, return_inverse=True)
+            table = _period_table(code, self.atoms, used, qs, L)
+            return _prefix_at(table, b, L, row) - _prefix_at(table, a, L, row)
+        return self._enumerate(code, p, a, b)
+
+    def _enumerate(self, code: int, p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        lengths = np.maximum(b - a, 0)
+        if int(lengths.sum()) > MAX_ENUMERATED:
+            self.exact = False  # too many keys to visit: the segment length bounds the count
+            return lengths
+        seg = np.repeat(np.arange(lengths.size), lengths)
+        j = np.arange(seg.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + a[seg]
+        idx = np.zeros(seg.size, dtype=np.int64)
+        for k, at in enumerate(self.atoms):
+            v = ((p[seg] - j) % at.m == 0) if isinstance(at, DMod) else (j % at.m >= at.lo)
+            idx |= v.astype(np.int64) << k
+        return np.bincount(seg, weights=(code >> idx) & 1, minlength=lengths.size).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Keys per query row (``counts[i]`` for query ``i``) and whether every count is exact."""
+
+    counts: np.ndarray
+    exact: bool
+
+
+def row_counts(node: ir.Node, nq: int, nk: int, keys: tuple[int, int] | None = None,
+               rows: tuple[int, int] | None = None) -> RowCounts:
+    """Keys per query row of a head-free pattern (symbolic arguments allowed).
+
+    ``keys = (lo, hi)`` counts only keys in ``[lo, hi)``; ``rows = (lo, hi)`` only those query
+    rows (the result then has ``hi - lo`` entries).
+    """
+    node = ir.concretize(node, nk)
+    ir.check_arguments(node)
+    klo, khi = (0, nk) if keys is None else (max(0, keys[0]), min(nk, keys[1]))
+    r0, r1 = (0, nq) if rows is None else rows
+    out = np.zeros(max(r1 - r0, 0), dtype=np.int64)
+    if khi <= klo:
+        return RowCounts(out, True)
+    sweep = Sweep(node, nq, nk, klo, khi)
+    if len(sweep.per) > MAX_PERIODIC:
+        return _dense_counts(node, nq, nk, (klo, khi), (r0, r1))
+    for lo, hi in sweep.chunks(r0, r1):
+        _, _, _, counts = sweep.segments(lo, hi)
+        out[lo - r0:hi - r0] = counts.sum(axis=1)
+    return RowCounts(out, sweep.res.exact)
+
+
+class Sweep:
+    """Rows of a concrete, head-free pattern cut into segments with exact key counts."""
+
+    def __init__(self, node: ir.Node, nq: int, nk: int, klo: int, khi: int) -> None:
+        self.formula, self.atoms = compile_pattern(node)
+        self.nq, self.nk, self.klo, self.khi = nq, nk, klo, khi
+        self.ivs = [i for i, a in enumerate(self.atoms) if isinstance(a, Iv)]
+        self.per = [i for i, a in enumerate(self.atoms) if not isinstance(a, Iv)]
+        self.res = _Residues([self.atoms[i] for i in self.per])  # type: ignore[misc]
+
+    def chunks(self, r0: int, r1: int) -> list[tuple[int, int]]:
+        step = _chunk_rows(self.atoms, self.nk)
+        return [(lo, min(r1, lo + step)) for lo in range(r0, r1, step)]
+
+    def segments(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Positions ``p`` of query rows ``[lo, hi)``, segment starts and ends ``[R, S]``, and
+        the number of pattern keys in each segment."""
+        p = np.arange(lo, hi, dtype=np.int64) + (self.nk - self.nq)
+        a, b, counts = _count_chunk(self.formula, self.atoms, self.ivs, self.per, self.res, p, self.nk,
+                                    self.klo, self.khi)
+        return p, a, b, counts
+
+
+def block_graph(node: ir.Node, n: int, size: int) -> np.ndarray:
+    """``[nb, nb]`` booleans, ``nb = ceil(n / size)``: a superset of the non-empty blocks of the
+    square pattern (a segment with keys marks every block it overlaps); all True when the
+    pattern has too many residue atoms to sweep."""
+    node = ir.concretize(node, n)
+    ir.check_arguments(node)
+    nb = -(-n // size)
+    sweep = Sweep(node, n, n, 0, n)
+    if len(sweep.per) > MAX_PERIODIC:
+        return np.ones((nb, nb), dtype=bool)
+    marks = np.zeros(nb * (nb + 1), dtype=np.int64)
+    for lo, hi in sweep.chunks(0, n):
+        p, a, b, counts = sweep.segments(lo, hi)
+        r, s = np.nonzero(counts > 0)
+        base = (p[r] // size) * (nb + 1)
+        start, stop = base + a[r, s] // size, base + (b[r, s] - 1) // size + 1
+        marks += np.bincount(start, minlength=marks.size) - np.bincount(stop, minlength=marks.size)
+    return np.cumsum(marks.reshape(nb, nb + 1), axis=1)[:, :nb] > 0
+
+
+def _dense_counts(node: ir.Node, nq: int, nk: int, keys: tuple[int, int],
+                  rows: tuple[int, int]) -> RowCounts:
+    # more residue atoms than a truth-table code holds: visit every pair while that is cheap,
+    # else bound each row by the number of keys in range
+    width = keys[1] - keys[0]
+    if (rows[1] - rows[0]) * nk > MAX_ENUMERATED:
+        return RowCounts(np.full(rows[1] - rows[0], width, dtype=np.int64), False)
+    out = np.zeros(rows[1] - rows[0], dtype=np.int64)
+    step = max(1, CELLS_PER_CHUNK // max(nk, 1))
+    for lo in range(rows[0], rows[1], step):
+        hi = min(rows[1], lo + step)
+        out[lo - rows[0]:hi - rows[0]] = dense_rows(node, nq, nk, (lo, hi))[:, keys[0]:keys[1]].sum(axis=1)
+    return RowCounts(out, True)
+
+
+def _chunk_rows(atoms: list[Atom], nk: int) -> int:
+    width = 2
+    for a in atoms:
+        if isinstance(a, Iv):
+            node = a.node
+            if isinstance(node, ir.Cols):
+                width += 2 * merged(node.tokens, nk)[0].size
+            elif isinstance(node, ir.Random):
+                width += 2 * min(int(node.r), nk)
+            elif isinstance(node, ir.RandomBlocks):
+                width += 2 * min(int(node.r), -(-nk // int(node.b)))
+            else:
+                width += 2
+    return max(1, min(ROWS_PER_CHUNK, CELLS_PER_CHUNK // width))
+
+
+def _interval_rows(atoms: list[Atom], ivs: list[int], p: np.ndarray, nk: int, klo: int,
+                   khi: int) -> dict[int, Rows]:
+    # clipping to the counted key range keeps membership inside it and keeps rows sorted
+    out = {}
+    for i in ivs:
+        lo, hi = intervals(atoms[i].node, p, nk)  # type: ignore[union-attr]
+        out[i] = (np.clip(lo, klo, khi), np.clip(hi, klo, khi))
+    return out
+
+
+def _count_chunk(formula: Formula, atoms: list[Atom], ivs: list[int], per: list[int], res: _Residues,
+                 p: np.ndarray, nk: int, klo: int, khi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    R = p.size
+    rows = _interval_rows(atoms, ivs, p, nk, klo, khi)
+    cuts = [np.full((R, 1), klo, dtype=np.int64), np.full((R, 1), khi, dtype=np.int64)]
+    for lo, hi in rows.values():
+        for e in (lo, hi):
+            cuts.append(np.broadcast_to(e, (R, e.shape[-1])) if e.ndim == 1 else e)
+    bp = np.concatenate(cuts, axis=1)
+    bp.sort(axis=1)
+    a, b = bp[:, :-1], bp[:, 1:]
+    env: list[np.ndarray | bool] = [False] * len(atoms)
+    for i, (lo, hi) in rows.items():
+        env[i] = member(lo, hi, a)
+    length = b - a
+    if not per:
+        return a, b, length * np.asarray(evaluate(formula, env), dtype=bool)
+    code = np.zeros(a.shape, dtype=np.int64)
+    for s in range(1 << len(per)):
+        for k, i in enumerate(per):
+            env[i] = bool((s >> k) & 1)
+        code |= np.asarray(evaluate(formula, env), dtype=np.int64) << s
+    full = (1 << (1 << len(per))) - 1
+    counts = np.where(code == full, length, 0)
+    mixed = (code != 0) & (code != full) & (length > 0)
+    if mixed.any():
+        ri, si = np.nonzero(mixed)
+        codes = code[ri, si]
+        for c in np.unique(codes):
+            sel = codes == c
+            rr, ss = ri[sel], si[sel]
+            counts[rr, ss] = res.count(int(c), p[rr], a[rr, ss], b[rr, ss])
+    return a, b, counts
+
+
+def dense_rows(node: ir.Node, nq: int, nk: int, rows: tuple[int, int]) -> np.ndarray:
+    """The pattern's boolean rows ``[rows[0], rows[1])`` as ``[R, nk]``: for small sizes only."""
+    node = ir.concretize(node, nk)
+    ir.check_arguments(node)
+    formula, atoms = compile_pattern(node)
+    p = np.arange(*rows, dtype=np.int64) + (nk - nq)
+    j = np.broadcast_to(np.arange(nk, dtype=np.int64), (p.size, nk))
+    env: list[np.ndarray | bool] = []
+    for at in atoms:
+        if isinstance(at, Iv):
+            lo, hi = intervals(at.node, p, nk)
+            env.append(member(np.clip(lo, 0, nk), np.clip(hi, 0, nk), j))
+        elif isinstance(at, DMod):
+            env.append((p[:, None] - j) % at.m == 0)
+        else:
+            env.append(j % at.m >= at.lo)
+    return np.broadcast_to(np.asarray(evaluate(formula, env), dtype=bool), (p.size, nk))
