@@ -213,7 +213,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             {"label": label, "pattern": node.sap(), "n": n, **rep.to_dict()} for label, node, n, rep in rows]}
         print(json.dumps(doc, indent=2, default=str))
     else:
-        print(render_reports([(f"{label}  n={n}", rep) for label, _, n, rep in rows]))
+        print(render_reports([(label, rep) for label, _, _, rep in rows]))
     return EXIT_OK
 
 
@@ -269,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ir.PatternError) as e:
         print(f"patternc: error: {e}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:  # `patternc report ... | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the exit does not fail again
+        return EXIT_OK
     except OSError as e:
         print(f"patternc: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_INPUT
