@@ -62,8 +62,8 @@ def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfi
 
 def default_config(head_dim: int, interpret: bool) -> BackwardConfig:
     """Tiles for the GPU (by head dim) or small ones for Triton's interpreter."""
-    if interpret:
-        return BackwardConfig(16, 16, 16, 16, 16, 16)
+    if interpret:  # the interpreter pays per operation, not per element: few, mid-sized tiles
+        return BackwardConfig(32, 32, 32, 32, 32, 32)
     if head_dim <= 64:
         return BackwardConfig(128, 128, 32, 128, 128, 32, num_warps=4, num_stages=2)
     if head_dim <= 128:
@@ -81,33 +81,28 @@ import triton.language as tl
 
 _KERNELS = '''
 @triton.jit
-def _mm(a, b, PREC: tl.constexpr):
-    # "upcast": Triton's interpreter multiplies bfloat16 wrongly (CPU only); go through float32
-    if PREC == "upcast":
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    else:
-        return tl.dot(a, b, input_precision=PREC)
-
-@triton.jit
 def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, stride_qm, stride_dom,
                nq, nk, grp, qk_scale{targs},
-               BM: tl.constexpr, D: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr):
+               BM: tl.constexpr, D: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr,
+               UPCAST: tl.constexpr):
     offs_m = start_m + tl.arange(0, BM)
     rows = offs_m < nq
     io = rows[:, None] & (offs_d[None, :] < D)
     q = tl.load(Qh + offs_m[:, None] * stride_qm + offs_d[None, :], mask=io, other=0.0)
     do = tl.load(DOh + offs_m[:, None] * stride_dom + offs_d[None, :], mask=io, other=0.0)
+    if UPCAST:
+        q, do = q.to(tl.float32), do.to(tl.float32)
     # rows past nq read LSE = +inf: their probabilities are exactly 0
     lse = tl.load(LSEh + offs_m, mask=rows, other=float("inf"))
     delta = tl.load(DELTAh + offs_m, mask=rows, other=0.0)
-    pT = tl.math.exp2(_mm(k, tl.trans(q), PREC) * qk_scale - lse[None, :])
+    pT = tl.math.exp2(tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale - lse[None, :])
     if MASKED:
         keep = _pattern(offs_m[None, :] + (nk - nq), offs_n[:, None], offs_m[None, :], grp, nq, nk{tnames})
         pT = tl.where(keep, pT, 0.0)
-    dv += _mm(pT.to(do.dtype), do, PREC)
-    dpT = _mm(v, tl.trans(do), PREC)
+    dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+    dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
     dsT = pT * (dpT - delta[None, :])
-    dk += _mm(dsT.to(q.dtype), q, PREC)
+    dk += tl.dot(dsT.to(q.dtype), q, input_precision=PREC)
     return dk, dv
 
 
@@ -118,7 +113,7 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX{targs},
                 sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                 nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr):
+                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HKV
@@ -130,6 +125,8 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX{targs},
     io = (offs_n[:, None] < nk) & (offs_d[None, :] < D)
     k = tl.load(K + b * skb + kvh * skh + offs_n[:, None] * skn + offs_d[None, :], mask=io, other=0.0)
     v = tl.load(V + b * svb + kvh * svh + offs_n[:, None] * svn + offs_d[None, :], mask=io, other=0.0)
+    if UPCAST:
+        k, v = k.to(tl.float32), v.to(tl.float32)
     dk = tl.zeros([BN, DP], dtype=tl.float32)
     dv = tl.zeros([BN, DP], dtype=tl.float32)
     R = H // HKV
@@ -147,14 +144,14 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX{targs},
                 if qb * BLOCK_Q + s < nq:
                     dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                        BM=BM, D=D, MASKED=True, PREC=PREC)
+                                        BM=BM, D=D, MASKED=True, PREC=PREC, UPCAST=UPCAST)
         for t in range(tl.load(FNUM + row)):
             qb = tl.load(FIDX + row * fidx_w + t)
             for s in range(0, BLOCK_Q, BM):
                 if qb * BLOCK_Q + s < nq:
                     dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                        BM=BM, D=D, MASKED=False, PREC=PREC)
+                                        BM=BM, D=D, MASKED=False, PREC=PREC, UPCAST=UPCAST)
     dk = dk * sm_scale
     tl.store(DK + b * sdkb + kvh * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
              dk.to(DK.dtype.element_ty), mask=io)
@@ -166,21 +163,23 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX{targs},
 def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, stride_vn,
              nq, nk, grp, qk_scale{targs},
              BN: tl.constexpr, D: tl.constexpr, MASKED: tl.constexpr, EVEN_K: tl.constexpr,
-             PREC: tl.constexpr):
+             PREC: tl.constexpr, UPCAST: tl.constexpr):
     offs_n = start_n + tl.arange(0, BN)
     io = (offs_n[:, None] < nk) & (offs_d[None, :] < D)
     k = tl.load(Kh + offs_n[:, None] * stride_kn + offs_d[None, :], mask=io, other=0.0)
     v = tl.load(Vh + offs_n[:, None] * stride_vn + offs_d[None, :], mask=io, other=0.0)
-    p = tl.math.exp2(_mm(q, tl.trans(k), PREC) * qk_scale - lse[:, None])
+    if UPCAST:
+        k, v = k.to(tl.float32), v.to(tl.float32)
+    p = tl.math.exp2(tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale - lse[:, None])
     if MASKED:
         keep = _pattern(offs_m[:, None] + (nk - nq), offs_n[None, :], offs_m[:, None], grp, nq, nk{tnames})
         p = tl.where(keep, p, 0.0)
     elif not EVEN_K:
         # keys past nk are zero-filled; drop them so that no inf * 0 reaches dQ
         p = tl.where(offs_n[None, :] < nk, p, 0.0)
-    dp = _mm(do, tl.trans(v), PREC)
+    dp = tl.dot(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
-    dq += _mm(ds.to(k.dtype), k, PREC)
+    dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
     return dq
 
 
@@ -190,7 +189,8 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX{targs},
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
               nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-              D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr):
+              D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
+              UPCAST: tl.constexpr):
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -205,6 +205,8 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX{targs},
     io = rows_ok[:, None] & (offs_d[None, :] < D)
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=io, other=0.0)
     do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdom + offs_d[None, :], mask=io, other=0.0)
+    if UPCAST:
+        q, do = q.to(tl.float32), do.to(tl.float32)
     lse = tl.load(LSE + (b * H + h) * nq + offs_m, mask=rows_ok, other=float("inf"))
     delta = tl.load(DELTA + (b * H + h) * nq + offs_m, mask=rows_ok, other=0.0)
     Kh = K + b * skb + kvh * skh
@@ -217,14 +219,14 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX{targs},
             if kb * BLOCK_K + s < nk:
                 dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
                               nq, nk, grp, qk_scale{tnames},
-                              BN=BN, D=D, MASKED=True, EVEN_K=EVEN_K, PREC=PREC)
+                              BN=BN, D=D, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
     for t in range(tl.load(FNUM + row)):
         kb = tl.load(FIDX + row * fidx_w + t)
         for s in range(0, BLOCK_K, BN):
             if kb * BLOCK_K + s < nk:
                 dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
                               nq, nk, grp, qk_scale{tnames},
-                              BN=BN, D=D, MASKED=False, EVEN_K=EVEN_K, PREC=PREC)
+                              BN=BN, D=D, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
     dq = dq * sm_scale
     tl.store(DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqm + offs_d[None, :], dq.to(DQ.dtype.element_ty),
              mask=io)

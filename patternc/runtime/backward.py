@@ -64,9 +64,9 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     module, table_args = kernels(node, groups)
     tables = [cached_table(t, nq, nk, str(q.device)) for t in table_args]
     DP = max(16, triton.next_power_of_2(D))
-    prec = "ieee" if q.dtype == torch.float32 else "tf32"
-    if interpreting() and q.dtype == torch.bfloat16:
-        prec = "upcast"
+    # Triton's interpreter multiplies bfloat16 wrongly (CPU only): compute in float32 there
+    upcast = interpreting() and q.dtype == torch.bfloat16
+    prec = "ieee" if q.dtype == torch.float32 or upcast else "tf32"
 
     delta = torch.empty((B, H, nq), device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(delta)
@@ -82,14 +82,17 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num,
         _nonempty(bwd.full_idx), *tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
-        nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1],
+        nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
+        bwd.full_idx.shape[-1],
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     module.dq_kernel[(triton.cdiv(nq, cfg.bm2), B * H)](
         q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num,
         _nonempty(fwd.full_idx), *tables,
         *common, *dq.stride()[:3],
-        nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1],
+        nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
+        fwd.full_idx.shape[-1],
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=DP,
-        EVEN_K=nk % cfg.bn2 == 0, PREC=prec, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        EVEN_K=nk % cfg.bn2 == 0, PREC=prec, UPCAST=upcast,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return dq, dk, dv
