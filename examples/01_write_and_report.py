@@ -43,7 +43,7 @@ def main() -> int:
     for name in prog.exported:
         node = prog[name]()
         print(f"  {name} = {node.sap()}")
-        rows += [(f"{name} @ n={n}", node.report(n)) for n in ns]
+        rows += [(name, node.report(n)) for n in ns]
     print(render_reports(rows))
 
     page = write_html(args.out / "my_pattern.html", [(name, prog[name]()) for name in prog.exported], ns,

@@ -64,7 +64,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None)
     args = ap.parse_args()
     dev = device()
-    n, period, dim, heads, layers, steps, bsz = ((64, 8, 32, 2, 1, 4, 4) if args.small
+    n, period, dim, heads, layers, steps, bsz = ((64, 8, 32, 2, 1, 3, 1) if args.small
                                                   else (2048, 32, 128, 4, 2, 300, 16))
     steps = args.steps or steps
     vocab = 16

@@ -37,7 +37,7 @@ def main() -> int:
     chosen = PATTERNS[:3] + PATTERNS[4:5] if args.small else PATTERNS
     ns = [512, 2048] if args.small else [4096, 16384, 65536, 262144, 1048576]
     items = [(name, patternc.load(STDLIB / f"{file}.sap").exported[name]) for file, name in chosen]
-    rows = [(f"{name} @ {n}", node.report(n)) for n in (ns[0], ns[-1]) for name, node in items]
+    rows = [(name, node.report(n)) for n in (ns[0], ns[-1]) for name, node in items]
     print(render_reports(rows))
     page = write_html(args.out / "compare_costs.html", items, ns, block=64 if args.small else 128,
                       title="standard-library patterns compared")

@@ -11,8 +11,10 @@ file that opens anywhere.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,8 @@ MASK_N = 1024  # the mask picture and degree histogram use min(max(ns), MASK_N) 
 HEAD_DIM = 64
 _TIMINGS_GLOB = "benchmarks/**/*.json"
 _TIMING_KEYS = frozenset({"pattern", "n", "system", "direction", "ms"})
+# timing columns of benchmark rows: ours_ms, flex_bwd_ms, sdpa_cudnn_causal_ms, ...
+_MS_COLUMN = re.compile(r"^(?P<system>ours|flex|sdpa_[a-z0-9_]+?)(?:_(?P<dir>fwd|bwd))?_ms$")
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1280px; color: #222; }
@@ -121,12 +125,12 @@ def _section(label: str, node: ir.Node, ns: list[int], block: int, small: int, h
     images = [
         (f"Mask at n = {small:,} (dark: the query attends to the key).", plots.mask_figure(mask)),
         (f"Block layout at n = {ns[-1]:,}, {block}x{block} blocks: what a block-sparse kernel visits "
-         "(full blocks skip the predicate).", plots.block_layout_figure(plan)),
+         f"(full blocks skip the predicate). {_plan_summary(plan.stats)}", plots.block_layout_figure(plan)),
         (f"Keys per query row at n = {small:,}.", plots.degree_histogram_figure(mask)),
         ("Cost versus n (log axes) beside dense attention; FLOPs are the forward 4 nnz D "
          f"per head, D = {head_dim}.", plots.cost_figure(ns, {label: _series(rows)}, _dense(ns, head_dim))),
     ]
-    mine = [r for r in records if r.get("pattern") == node.sap()]
+    mine = [r for r in records if _canonical(str(r["pattern"])) == node.sap()]
     if mine:
         devices = sorted({str(r.get("device", "?")) for r in mine})
         images.append((f"Measured on {', '.join(devices)} (median ms; recorded under benchmarks/).",
@@ -135,9 +139,19 @@ def _section(label: str, node: ir.Node, ns: list[int], block: int, small: int, h
     return Section(label, node.sap(), tuple(rows), tuple((cap, _png(fig)) for cap, fig in images))
 
 
+def _plan_summary(stats: dict[str, Any]) -> str:
+    names = (("full_blocks", "full blocks"), ("partial_blocks", "partial blocks"),
+             ("heaviest_row", "heaviest query-block row (blocks)"),
+             ("heaviest_col", "heaviest key-block column"))
+    parts = [f"{label} {stats[key]:,}" for key, label in names if isinstance(stats.get(key), int)]
+    return "; ".join(parts) + "." if parts else ""
+
+
 def _row(n: int, d: dict[str, Any]) -> dict[str, Any]:
     out = {key: d.get(key) for key, _, _ in _COLUMNS}
     out["n"] = n
+    if d.get("complexity_tight") and isinstance(out["complexity"], str):
+        out["complexity"] = out["complexity"].replace("O(", "Θ(", 1)  # the class is proven tight
     return out
 
 
@@ -157,27 +171,63 @@ def _png(fig: Figure) -> bytes:
 def _overview_png(sections: Sequence[Section], ns: list[int], head_dim: int) -> bytes | None:
     if len(sections) < 2:
         return None
-    fig = plots.cost_figure(ns, {s.label: _series(s.rows) for s in sections}, _dense(ns, head_dim),
-                            title="all patterns")
+    fig = plots.cost_figure(ns, {s.label: _series(s.rows) for s in sections}, _dense(ns, head_dim))
     return _png(fig)
 
 
 def load_timings(root: str | Path = ".") -> list[dict[str, Any]]:
-    """Measured records from the JSON files under ``root/benchmarks/``: every dict found in them
-    (at top level or in a ``"records"`` / ``"results"`` list) that has ``pattern``, ``n``,
-    ``system``, ``direction`` and ``ms``. Unreadable files are skipped: recorded runs decorate
-    the page, they never stop it."""
+    """Measured records from the JSON files under ``root/benchmarks/``.
+
+    A record is a dict with ``pattern`` (``.sap`` text, compared in canonical form), ``n``,
+    ``system``, ``direction`` (``fwd`` / ``bwd``), ``ms`` and optionally ``device``. Files hold a
+    list of records, or ``{"records": [...]}``, or a benchmark's ``{"meta": {...}, "rows": [...]}``
+    whose rows have ``pattern``, ``N`` and ``<system>[_bwd]_ms`` columns (``ours``, ``flex``,
+    ``sdpa_<backend>``), as ``benchmarks/bench_*.py`` write them. Unreadable files are skipped:
+    recorded runs decorate the page, they never stop it."""
     out: list[dict[str, Any]] = []
     for f in sorted(Path(root).glob(_TIMINGS_GLOB)):
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict):
-            data = data.get("records", data.get("results", [data]))
-        if isinstance(data, list):
-            out += [r for r in data if isinstance(r, dict) and set(r) >= _TIMING_KEYS]
+        out += _records(data)
     return out
+
+
+def _records(data: Any) -> list[dict[str, Any]]:
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        meta = data["meta"] if isinstance(data.get("meta"), dict) else {}
+        return [rec for row in data["rows"] if isinstance(row, dict) for rec in _from_row(row, meta)]
+    if isinstance(data, dict):
+        data = data.get("records", [data])
+    if not isinstance(data, list):
+        return []
+    return [r for r in data if isinstance(r, dict) and set(r) >= _TIMING_KEYS]
+
+
+def _from_row(row: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
+    n = row.get("N", row.get("n"))
+    if not isinstance(row.get("pattern"), str) or not isinstance(n, int):
+        return []
+    device = str(meta.get("gpu", meta.get("device", "GPU")))
+    recs = []
+    for key, value in row.items():
+        m = _MS_COLUMN.match(key)
+        if m and isinstance(value, (int, float)):
+            system = "patternc" if m["system"] == "ours" else m["system"].replace("_", " ")
+            recs.append({"pattern": row["pattern"], "n": n, "system": system, "direction": m["dir"] or "fwd",
+                         "ms": float(value), "device": device})
+    return recs
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(text: str) -> str | None:
+    from patternc.frontend import pattern
+
+    try:
+        return pattern(text).sap()
+    except Exception:  # a label that is not a pattern: not ours to match
+        return None
 
 
 def _fmt(value: Any, fmt: str) -> str:

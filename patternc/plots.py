@@ -19,13 +19,16 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 # mask pictures: 0 = not attended, 1 = attended, 2 = separator between heads
 _MASK_COLORS = ListedColormap(["#ffffff", "#1f3b73", "#b0b0b0"])
 # block layouts: 0 = EMPTY, 1 = PARTIAL, 2 = FULL
-_BLOCK_COLORS = ListedColormap(["#ffffff", "#f28e2b", "#1f3b73"])
+_BLOCK_HEX = ("#ffffff", "#f28e2b", "#1f3b73")
+_BLOCK_COLORS = ListedColormap(list(_BLOCK_HEX))
 _BLOCK_NAMES = ("empty", "partial", "full")
 _MIN_SIDE = 256  # small masks are scaled up to about this many pixels
+_MAX_SIDE = 512  # block layouts are downsampled to at most this many pixels a side
 
 
 def _as_numpy(mask: Any) -> np.ndarray:
@@ -83,7 +86,7 @@ def mask_figure(mask: Any, title: str = "") -> Figure:
 
 
 def block_grid(num: np.ndarray, idx: np.ndarray, full_num: np.ndarray, full_idx: np.ndarray,
-               cols: int, max_side: int = 512) -> np.ndarray:
+               cols: int, max_side: int = _MAX_SIDE) -> np.ndarray:
     """The EMPTY / PARTIAL / FULL class of every block of one head group, downsampled so that the
     longer side has at most ``max_side`` pixels (a pixel shows the heaviest class it covers).
 
@@ -108,8 +111,16 @@ def block_layout_figure(plan: Any, title: str = "", max_groups: int = 4) -> Figu
     fig = Figure(figsize=(2.2 + 3.4 * groups, 4.0))
     axes = fig.subplots(1, groups, squeeze=False)[0]
     for g, ax in enumerate(axes):
-        img = block_grid(*(t[g] for t in tabs), cols=plan.num_k_blocks)
-        ax.imshow(img, cmap=_BLOCK_COLORS, vmin=0, vmax=2, interpolation="nearest", aspect="equal")
+        num, idx, full_num, full_idx = (t[g] for t in tabs)
+        img = block_grid(num, idx, full_num, full_idx, cols=plan.num_k_blocks)
+        rows, cols = num.shape[0], plan.num_k_blocks
+        f = max(1, math.ceil(max(rows, cols, 1) / _MAX_SIDE))  # blocks per pixel, as block_grid chose
+        ax.imshow(img, cmap=_BLOCK_COLORS, vmin=0, vmax=2, interpolation="nearest", aspect="equal",
+                  extent=(0, img.shape[1] * f, img.shape[0] * f, 0))
+        # a margin, so that blocks on the first row / column (global tokens) are not hidden by the frame
+        pad = 0.5 + 0.015 * max(rows, cols)
+        ax.set_xlim(-pad, cols + pad)
+        ax.set_ylim(rows + pad, -pad)
         ax.set_xlabel("key block")
         ax.set_ylabel("query block" if g == 0 else "")
         if tabs[0].shape[0] > 1:
@@ -119,7 +130,7 @@ def block_layout_figure(plan: Any, title: str = "", max_groups: int = 4) -> Figu
     fig.suptitle(title or f"blocks of {plan.block_q}x{plan.block_k} at nq={plan.nq}, nk={plan.nk}{dens}",
                  fontsize=9)
     fig.legend(handles=[Patch(facecolor=c, edgecolor="#888888", label=name)
-                        for c, name in zip(_BLOCK_COLORS.colors, _BLOCK_NAMES)],  # type: ignore[attr-defined]
+                        for c, name in zip(_BLOCK_HEX, _BLOCK_NAMES)],
                loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
     return fig
 
@@ -131,9 +142,10 @@ def degree_histogram_figure(mask: Any, title: str = "") -> Figure:
     fig = Figure(figsize=(4.2, 3.2))
     ax = fig.add_subplot()
     top = int(deg.max()) if deg.size else 0
-    ax.hist(deg, bins=min(50, top + 1), range=(-0.5, top + 0.5), color="#1f3b73")
+    # log counts: a few global rows next to thousands of local ones stay visible
+    ax.hist(deg, bins=min(50, top + 1), range=(-0.5, top + 0.5), color="#1f3b73", log=True)
     ax.set_xlabel("keys per query row")
-    ax.set_ylabel("rows")
+    ax.set_ylabel("rows (log)")
     ax.set_title(title or f"row degrees at nk={arr.shape[-1]} (mean {deg.mean():.1f})" if deg.size else "",
                  fontsize=9)
     return fig
@@ -147,22 +159,39 @@ def cost_figure(ns: Sequence[int], series: Mapping[str, Mapping[str, Sequence[fl
     ``dense`` (same keys) is drawn dashed as the dense-attention baseline."""
     panels = [("nnz", "attended pairs (nnz)"), ("flops", "forward FLOPs"), ("block_density", "block density")]
     fig = Figure(figsize=(12, 3.6))
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.3})
     for ax, (key, label) in zip(axes, panels):
         for name, values in series.items():
             ax.plot(ns, values[key], marker="o", ms=3, label=name)
         if dense is not None:
             ax.plot(ns, dense[key], ls="--", color="#555555", label="dense")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("n (tokens)")
+        _log_axes(ax)
         ax.set_title(label, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
+
+
+def _short(x: float, _pos: object = None) -> str:
+    """Plain-text tick labels (``4k``, ``1M``, ``1e-3``): no mathtext, which is slow to lay out."""
+    if x >= 1:
+        for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if x >= scale:
+                return f"{x / scale:.3g}{unit}" if x < 1e15 else f"{x:.0e}"
+        return f"{x:.3g}"
+    return f"{x:.0e}".replace("e-0", "e-")
+
+
+def _log_axes(ax: Any) -> None:
+    # no minor ticks and plain labels: mathtext and minor tick objects cost most of the drawing time
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(_short))
+        axis.set_minor_locator(NullLocator())
+    ax.set_xlabel("n (tokens)")
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def timing_figure(records: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
@@ -177,11 +206,8 @@ def timing_figure(records: Sequence[Mapping[str, Any]], title: str = "") -> Figu
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{system} {direction}",
                 ls="-" if direction == "fwd" else ":")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("n (tokens)")
+    _log_axes(ax)
     ax.set_ylabel("ms (median)")
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title or "measured time", fontsize=9)
     return fig

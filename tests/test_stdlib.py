@@ -254,7 +254,7 @@ def test_complexity_class_is_the_papers(case: Case) -> None:
 def test_headers_name_paper_parameters_complexity_and_choices() -> None:
     for f in sorted(STDLIB.glob("*.sap")):
         header = "\n".join(line for line in f.read_text().splitlines() if line.startswith("#"))
-        for word in ("Paper:", "Parameters", "Complexity:", "Choices:"):
+        for word in ("Paper", "Parameters", "Complexity:", "Choices:"):
             assert word in header, f"{f.name} header lacks {word!r}"
 
 
