@@ -35,7 +35,7 @@ _TIMING_KEYS = frozenset({"pattern", "n", "system", "direction", "ms"})
 _MS_COLUMN = re.compile(r"^(?P<system>ours|flex|sdpa_[a-z0-9_]+?)(?:_(?P<dir>fwd|bwd))?_ms$")
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1280px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1280px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.25em; border-top: 1px solid #ccc; padding-top: 1em; }
 pre { background: #f5f5f5; padding: .6em; overflow-x: auto; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }

@@ -183,12 +183,21 @@ def _short(x: float, _pos: object = None) -> str:
     return f"{x:.0e}".replace("e-0", "e-")
 
 
+def _tokens(x: float, _pos: object = None) -> str:
+    """Token counts in binary units: 4096 -> ``4k``, 1048576 -> ``1M``."""
+    for unit, scale in (("M", 1 << 20), ("k", 1 << 10)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
 def _log_axes(ax: Any) -> None:
     # no minor ticks and plain labels: mathtext and minor tick objects cost most of the drawing time
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
+    ax.yaxis.set_major_formatter(FuncFormatter(_short))
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(FuncFormatter(_short))
         axis.set_minor_locator(NullLocator())
     ax.set_xlabel("n (tokens)")
     ax.grid(True, which="major", alpha=0.3)
