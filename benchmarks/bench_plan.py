@@ -1,0 +1,112 @@
+"""Time ``patternc.lower.lower`` (uncached) on the anchor and stdlib patterns at 64k and 1M tokens.
+
+    .venv/bin/python benchmarks/bench_plan.py [--n 65536,1048576] [--block 128] [--json out.json]
+
+Prints one row per (pattern, n): median build time of the plan (classification, forward and
+transposed tables, strategies), block density, non-empty blocks and heaviest row / column.
+With ``--flex`` it also times ``patternc.flex.to_flex`` and, on a GPU, FlexAttention's own
+``create_block_mask`` on the same masks in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from patternc import ir
+from patternc.lower import lower
+
+_G = ir.TokenList.range(0, 16)
+ANCHORS: dict[str, ir.Node] = {
+    "band(256)": ir.Band(256),
+    "causal": ir.Causal(),
+    "band(256) | global([0..16])": ir.Band(256) | ir.Global(_G),
+    "bigbird: band(256) | global([0..16]) | random_blocks(3, 64)":
+        ir.Band(256) | ir.Global(_G) | ir.RandomBlocks(3, 64),
+    "dilated(256, 2) | global([0..16])": ir.Dilated(256, 2) | ir.Global(_G),
+    "strided: (window(127, 0) | strided(128)) & causal": (ir.Window(127, 0) | ir.Strided(128)) & ir.Causal(),
+    "fixed(128, 8) & causal": ir.Fixed(128, 8) & ir.Causal(),
+    "fixed(256, 16)": ir.Fixed(256, 16),
+}
+
+
+def stdlib_patterns() -> dict[str, ir.Node]:
+    """Every exported stdlib pattern with its defaults (empty if the frontend is not there)."""
+    out: dict[str, ir.Node] = {}
+    try:
+        import patternc
+    except ImportError:  # pragma: no cover
+        return out
+    root = Path(patternc.__file__).parent / "stdlib_patterns"
+    for path in sorted(root.glob("*.sap")):
+        try:
+            prog = patternc.load(str(path))  # type: ignore[attr-defined]
+            for name in prog.exported:
+                out[f"stdlib {path.stem}.{name}"] = prog[name]
+        except Exception as e:  # noqa: BLE001 - a broken stdlib file must not stop the benchmark
+            print(f"skip {path.name}: {e}", file=sys.stderr)
+    return out
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def build(node: ir.Node, n: int, block: int) -> object:
+    return lower.__wrapped__(node, n, n, block_q=block, block_k=block)  # bypass the cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", default="65536,1048576")
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="", help="substring filter on pattern labels")
+    ap.add_argument("--no-stdlib", action="store_true")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args(argv)
+    pats = dict(ANCHORS)
+    if not args.no_stdlib:
+        pats.update(stdlib_patterns())
+    rows = []
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.processor() or platform.machine()}"
+          f" torch {torch.__version__} threads {torch.get_num_threads()}")
+    print(f"{'pattern':64s} {'n':>8s} {'ms':>8s} {'density':>8s} {'blocks':>9s} {'heavy r/c':>11s}")
+    for label, node in pats.items():
+        if args.only not in label:
+            continue
+        for n in (int(x) for x in args.n.split(",")):
+            try:
+                heads = ir.head_counts(node)
+                plan = lower.__wrapped__(node, n, n, block_q=args.block, block_k=args.block,
+                                         heads=heads if heads > 1 else None)
+                ms = median_ms(lambda node=node, n=n, heads=heads: lower.__wrapped__(
+                    node, n, n, block_q=args.block, block_k=args.block, heads=heads if heads > 1 else None),
+                    args.repeat)
+            except ir.PatternError as e:
+                print(f"{label[:64]:64s} {n:8d} error: {e}")
+                continue
+            s = plan.stats
+            rows.append({"pattern": label, "sap": node.sap(), "n": n, "block": args.block, "ms": ms, **s})
+            print(f"{label[:64]:64s} {n:8d} {ms:8.1f} {s['block_density']:8.4f} {s['nonempty_blocks']:9d} "
+                  f"{s['heaviest_row']:5d}/{s['heaviest_col']:<5d}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
