@@ -89,3 +89,30 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what
     scale = max(1.0, float(want.abs().max()))
     torch.testing.assert_close(got.double(), want.double(), atol=atol * scale, rtol=rtol,
                                msg=lambda m: f"{what}: {m}")
+
+
+def chunked_ref_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, node: ir.Node,
+                      scale: float, chunk: int = 2048) -> tuple[torch.Tensor, ...]:
+    """dQ, dK, dV by float64 autograd of the reference's formula over chunks of query rows.
+
+    Rows are independent in attention, so summing the chunks' dK / dV is exact; this keeps the
+    ``n x n`` float64 intermediates of 16k-token tests to ``chunk x n``. The mask is the reference's.
+    """
+    H, nq = q.shape[1], q.shape[2]
+    nk, rep = k.shape[2], H // k.shape[1]
+    m = full_mask(node, nq, nk, H)
+    kk, vv = (t.detach().double().requires_grad_() for t in (k, v))
+    dq = torch.empty(q.shape, dtype=torch.float64, device=q.device)
+    for lo in range(0, nq, chunk):
+        qc = q[:, :, lo:lo + chunk].detach().double().requires_grad_()
+        mc = m[:, lo:lo + chunk].to(q.device)
+        s = (qc @ kk.repeat_interleave(rep, 1).transpose(-1, -2)) * scale
+        s = s.masked_fill(~mc, -math.inf)
+        empty = ~mc.any(-1, keepdim=True)
+        w = torch.softmax(s.masked_fill(empty, 0.0), dim=-1).masked_fill(~mc, 0.0)
+        out = w @ vv.repeat_interleave(rep, 1)
+        (out * do[:, :, lo:lo + chunk].double()).sum().backward()
+        assert qc.grad is not None
+        dq[:, :, lo:lo + chunk] = qc.grad
+    assert kk.grad is not None and vv.grad is not None
+    return dq, kk.grad, vv.grad

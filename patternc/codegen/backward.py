@@ -107,15 +107,16 @@ def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, str
 
 
 @triton.jit
-def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX{targs},
+def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX, ORDER{targs},
                 sm_scale, qk_scale,
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                 sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                 nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    # heads vary fastest and tiles come heaviest first (ORDER): long rows start early
+    bh = tl.program_id(0)
+    pid = tl.load(ORDER + tl.program_id(1))
     b = bh // HKV
     kvh = bh % HKV
     start_n = pid * BN
@@ -184,15 +185,16 @@ def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, 
 
 
 @triton.jit
-def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX{targs},
+def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX, ORDER{targs},
               sm_scale, qk_scale,
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
               nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
               UPCAST: tl.constexpr):
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    # heads vary fastest and tiles come heaviest first (ORDER): long rows start early
+    bh = tl.program_id(0)
+    pid = tl.load(ORDER + tl.program_id(1))
     b = bh // H
     h = bh % H
     kvh = h // (H // HKV)

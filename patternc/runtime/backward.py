@@ -16,7 +16,7 @@ import triton
 from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
-from patternc.plan import Plan
+from patternc.plan import BlockTables, Plan
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import cached_plan, cached_table, interpreting
 
@@ -31,6 +31,28 @@ def kernels(node: ir.Node, groups: int) -> tuple[ModuleType, tuple[predicate.Tab
 def _nonempty(t: torch.Tensor) -> torch.Tensor:
     # a table with no columns still needs a valid pointer (never read: its counts are 0)
     return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+_ORDERS: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def tile_order(tables: BlockTables, tile: int, block: int, n: int) -> torch.Tensor:
+    """Tiles of ``tile`` rows (of ``n``, in plan blocks of ``block``) sorted by descending work.
+
+    Global rows / columns make a few tiles visit every block while the rest visit a handful;
+    launching those first keeps them from finishing alone at the end. Cached per table tensor.
+    """
+    key = (id(tables.num), tile, n)
+    hit = _ORDERS.get(key)
+    if hit is not None and hit[0] is tables.num:
+        return hit[1]
+    work = (tables.num + tables.full_num).sum(0)  # per plan row, over head groups
+    per_tile = work.repeat_interleave(block // tile)[: -(-n // tile)]
+    order = torch.sort(per_tile, descending=True, stable=True).indices.to(torch.int32)
+    if len(_ORDERS) > 256:
+        _ORDERS.clear()
+    _ORDERS[key] = (tables.num, order)
+    return order
 
 
 def _lastdim_contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -78,17 +100,19 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
 
     fwd, bwd = plan.forward, plan.backward
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    module.dkdv_kernel[(triton.cdiv(nk, cfg.bn1), B * HKV)](
+    order_k = tile_order(bwd, cfg.bn1, plan.block_k, nk)
+    order_q = tile_order(fwd, cfg.bm2, plan.block_q, nq)
+    module.dkdv_kernel[(B * HKV, order_k.numel())](
         q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num,
-        _nonempty(bwd.full_idx), *tables,
+        _nonempty(bwd.full_idx), order_k, *tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1],
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
         UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    module.dq_kernel[(triton.cdiv(nq, cfg.bm2), B * H)](
+    module.dq_kernel[(B * H, order_q.numel())](
         q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num,
-        _nonempty(fwd.full_idx), *tables,
+        _nonempty(fwd.full_idx), order_q, *tables,
         *common, *dq.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
         fwd.full_idx.shape[-1],
