@@ -45,7 +45,7 @@ def run(node: ir.Node, B: int, H: int, HKV: int, nq: int, nk: int, D: int, dtype
         assert_close(a, b, dtype, f"{name} of {node} (nq={nq}, nk={nk}, H={H}, HKV={HKV}, D={D}, {dtype})")
 
 
-@settings(max_examples=25)
+@settings(max_examples=12)
 @given(patterns(heads=True, max_leaves=5), st.data())
 def test_random_patterns_and_shapes(node: ir.Node, data: st.DataObject) -> None:
     groups = ir.head_counts(node)
