@@ -80,7 +80,8 @@ def flex_block_mask(name: str, node: ir.Node, n: int, dev: str) -> tuple[Any, st
     except ImportError:
         from torch.nn.attention.flex_attention import create_block_mask
 
-        return create_block_mask(mask_mods(n, dev)[name], None, None, n, n, device=dev), "create_block_mask"
+        bm = create_block_mask(mask_mods(n, dev)[name], None, None, n, n, device=dev, _compile=True)
+        return bm, "create_block_mask"
 
 
 def nnz_of(node: ir.Node, n: int) -> int:
@@ -153,8 +154,38 @@ def measure(name: str, n: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return r
 
 
+def sweep(n: int = 16384) -> None:
+    """Median ms of our kernel per block config (SWEEP=1): picks the defaults of default_config."""
+    from patternc.runtime.forward import ForwardConfig
+
+    q, k, v = (torch.randn(B, H, n, D, device="cuda", dtype=DT) for _ in range(3))
+    configs = [ForwardConfig(bq, bk, w, st) for bq, bk, w, st in
+               [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 4, 2), (64, 64, 4, 3),
+                (128, 32, 4, 3), (64, 128, 4, 3)]]
+    for name in ("band(256)", "causal", "band(256) | global([0..16])", "dilated(256, 2) | global([0..16])"):
+        times = []
+        for cfg in configs:
+            try:
+                times.append(f"{cfg.block_q}x{cfg.block_k}/w{cfg.num_warps}/s{cfg.num_stages}: "
+                             f"{bench(lambda c=cfg, p=PATTERNS[name]: forward(q, k, v, p, config=c)):.3f}")
+            except Exception as e:
+                times.append(f"{cfg}: {e!r}"[:120])
+        print(f"sweep N={n} {name}: " + "; ".join(times), flush=True)
+
+
 def main() -> None:
+    if os.environ.get("SWEEP"):
+        sweep()
+        return
+    import torch._dynamo.config
+    import torch._functorch.config
     from torch.nn.attention.flex_attention import flex_attention
+
+    # as in shared/bench/anchors_gpu.py: every (mask, N) recompiles flex; past dynamo's default limit
+    # of 8 it would silently fall back to the unfused path that materializes the score matrix
+    torch._functorch.config.donated_buffer = False
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.cache_size_limit = 64
 
     out_dir = os.environ.get("OUT", ".")
     ns = [int(x) for x in os.environ.get("NS", "4096,16384,65536").split(",")]

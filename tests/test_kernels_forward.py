@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from patternc import ir, reference
 from patternc.plan import BlockTables, Plan
 from patternc.runtime import attention
-from patternc.runtime.forward import ForwardConfig, forward, predicate_mask
+from patternc.runtime.forward import ForwardConfig, forward, predicate_mask, work_items
 
 from .strategies import lengths, patterns
 
@@ -64,14 +65,16 @@ def reference_lse(q: torch.Tensor, k: torch.Tensor, node: ir.Node, scale: float)
 
 
 def check(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
-          bq: int = 16, bk: int = 16, plan: Plan | str | None = "reference") -> None:
+          bq: int = 16, bk: int = 16, plan: Plan | str | None = "reference",
+          split: int | None = None) -> None:
     gen = torch.Generator().manual_seed(nq * 1000 + nk)
     q = torch.randn(B, H, nq, D, generator=gen).to(dtype)
     k = torch.randn(B, Hkv, nk, D, generator=gen).to(dtype)
     v = torch.randn(B, Hkv, nk, D, generator=gen).to(dtype)
     if plan == "reference":
         plan = reference_plan(node, nq, nk, H, bq, bk)
-    out, lse = forward(q, k, v, node, plan=plan)  # type: ignore[arg-type]
+    cfg = ForwardConfig(bq, bk, split=split)
+    out, lse = forward(q, k, v, node, plan=plan, config=cfg)  # type: ignore[arg-type]
     # reference.attention wants heads=None for heads(x) of one part: hand it the head-free tree
     ref = reference.attention(q, k, v, node if ir.head_counts(node) > 1 else ir.select_head(node, 0, 1))
     tol = TOL[dtype]
@@ -112,6 +115,33 @@ def test_forward_matches_reference(node: ir.Node, nqk: tuple[int, int], D: int, 
     H, Hkv = data.draw(heads_layout(node))
     nq, nk = nqk
     check(node, B, H, Hkv, nq, nk, D, dtype, *blocks)
+
+
+@settings(max_examples=15)
+@given(patterns(heads=True, max_leaves=4), lengths(max_n=80), st.integers(1, 3), st.data())
+def test_split_rows_merge_to_the_reference(node: ir.Node, nqk: tuple[int, int], split: int,
+                                           data: st.DataObject) -> None:
+    # at most `split` key blocks per program: most rows are split and merged by log-sum-exp
+    H, Hkv = data.draw(heads_layout(node))
+    check(node, 1, H, Hkv, *nqk, 32, torch.float32, split=split)
+
+
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), min_size=1, max_size=12), st.integers(1, 5))
+def test_work_items_cover_every_block_once(counts: list[tuple[int, int]], split: int) -> None:
+    full, part = (np.array(c) for c in zip(*counts))
+    items, merge, slots = work_items(full, part, split)
+    cost = (items[:, 2] - items[:, 1]) + (items[:, 4] - items[:, 3])
+    assert (np.diff(cost) <= 0).all() and (cost <= split).all()
+    for qb, (f, p) in enumerate(counts):
+        mine = items[items[:, 0] == qb]
+        assert sorted(b for lo, hi in mine[:, 1:3] for b in range(lo, hi)) == list(range(f))
+        assert sorted(b for lo, hi in mine[:, 3:5] for b in range(lo, hi)) == list(range(p))
+        split_row = (mine[:, 5] >= 0).any()
+        assert split_row == (f + p > split) and (len(mine) > 1) == split_row
+        if split_row:
+            (row,) = merge[merge[:, 0] == qb]
+            assert sorted(mine[:, 5].tolist()) == list(range(row[1], row[2]))
+    assert slots == (items[:, 5] >= 0).sum()
 
 
 @settings(max_examples=15)

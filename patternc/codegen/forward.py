@@ -1,9 +1,13 @@
 """The forward kernel: Triton source generated per pattern (block-sparse FlashAttention-2).
 
-One program per (query block, batch x head of one head group). It loads its query tile once,
-then walks the plan's FULL key blocks (no predicate; only the key tail is masked) and PARTIAL
-key blocks (the emitted predicate plus key bounds), never the EMPTY ones, with an online softmax
-in base 2 (``scale * log2(e)`` folded into the scores) and fp32 accumulation.
+One program per (batch x head of one head group, work item). A work item is a query block's list
+of key blocks, or a slice of it: the runtime splits heavy rows (global rows, prefixes) into
+slices and orders items most expensive first (``patternc.runtime.forward.work_items``). A program
+loads its query tile once, then walks its FULL key blocks (no predicate; only the key tail is
+masked) and PARTIAL key blocks (the emitted predicate plus key bounds), never the EMPTY ones,
+with an online softmax in base 2 (``scale * log2(e)`` folded into the scores) and fp32
+accumulation. Slices of a split row leave their softmax state (acc, max, sum) in a workspace
+and ``attn_merge`` combines them by log-sum-exp (split-KV).
 
 Rows with no keys: the running max starts at a finite ``-1e30`` instead of ``-inf`` so that
 ``exp2(-inf - max)`` is 0 and never NaN; such rows end with ``l == 0`` and store 0.
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 1  # bump when the template changes: part of every cache key
+VERSION = 2  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -123,15 +127,37 @@ def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, 
 
 
 @triton.jit
-def attn_fwd(Q, K, V, O, LSE, NUM, IDX, FNUM, FIDX{targs},
+def _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod,
+            RETURN_LSE: tl.constexpr):
+    """Normalize and store a query tile; rows with no keys give 0, never 0 / 0."""
+    empty = l_i == 0.0
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = acc / l_safe[:, None]
+    tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :] * sod,
+             out.to(O.dtype.element_ty), mask=io)
+    if RETURN_LSE:
+        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
+        tl.store(LSE + (b * H + h) * nq + offs_m, lse, mask=offs_m < nq)
+
+
+@triton.jit
+def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              qk_scale, nq, nk, h0, heads_in_group, H,
              sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, som, sod,
-             idx_w, fidx_w,
+             idx_w, fidx_w, n_slots,
              PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr):
-    """Grid (query blocks, B * heads_in_group); heads h0 .. h0 + heads_in_group - 1 share PRED and
-    the block tables NUM/IDX (PARTIAL) and FNUM/FIDX (FULL) rows [query block, ...]."""
-    qb = tl.program_id(0)
-    pid = tl.program_id(1)
+    """Grid (B * heads_in_group, work items): heads h0 .. h0 + heads_in_group - 1 share PRED and the
+    block tables IDX (PARTIAL) / FIDX (FULL), rows [query block, ...].
+
+    Work item w = WORK[w] = (query block, full lo, full hi, partial lo, partial hi, slot): a slice of
+    one query block's lists, most expensive first. slot < 0: the item is the whole row and stores
+    the output; else it is one part of a split heavy row and leaves (acc, m, l) in workspace slot
+    ``slot`` for ``attn_merge``.
+    """
+    pid = tl.program_id(0)
+    w = tl.program_id(1)
+    qb = tl.load(WORK + w * 6)
+    slot = tl.load(WORK + w * 6 + 5)
     b = (pid // heads_in_group).to(tl.int64)
     h = h0 + pid % heads_in_group
     hk = h // GQA
@@ -147,22 +173,55 @@ def attn_fwd(Q, K, V, O, LSE, NUM, IDX, FNUM, FIDX{targs},
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(tl.load(FNUM + qb)):
+    for t in range(tl.load(WORK + w * 6 + 1), tl.load(WORK + w * 6 + 2)):
         kb = tl.load(FIDX + qb * fidx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                skn, skd, svn, svd, PRED{tnames}, PARTIAL=False, EVEN_N=EVEN_N)
-    for t in range(tl.load(NUM + qb)):
+    for t in range(tl.load(WORK + w * 6 + 3), tl.load(WORK + w * 6 + 4)):
         kb = tl.load(IDX + qb * idx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                skn, skd, svn, svd, PRED{tnames}, PARTIAL=True, EVEN_N=EVEN_N)
-    empty = l_i == 0.0  # rows with no keys give 0, never 0 / 0
-    l_safe = tl.where(empty, 1.0, l_i)
-    out = acc / l_safe[:, None]
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :] * sod,
-             out.to(O.dtype.element_ty), mask=io)
-    if RETURN_LSE:
-        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
-        tl.store(LSE + (b * H + h) * nq + offs_m, lse, mask=offs_m < nq)
+    if slot < 0:
+        _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod, RETURN_LSE)
+    else:
+        ws = (pid * n_slots + slot).to(tl.int64)
+        rows = tl.arange(0, BLOCK_M)
+        tl.store(WS_O + (ws * BLOCK_M + rows[:, None]) * BLOCK_D + offs_d[None, :], acc)
+        tl.store(WS_M + ws * BLOCK_M + rows, m_i)
+        tl.store(WS_L + ws * BLOCK_M + rows, l_i)
+
+
+@triton.jit
+def attn_merge(O, LSE, MERGE, WS_O, WS_M, WS_L, nq, h0, heads_in_group, H, sob, soh, som, sod, n_slots,
+               RETURN_LSE: tl.constexpr):
+    """Grid (B * heads_in_group, split rows): MERGE[r] = (query block, first slot, end slot); combines
+    the slots' partial softmax states by log-sum-exp and stores the row like attn_fwd."""
+    pid = tl.program_id(0)
+    r = tl.program_id(1)
+    qb = tl.load(MERGE + r * 3)
+    b = (pid // heads_in_group).to(tl.int64)
+    h = h0 + pid % heads_in_group
+    rows = tl.arange(0, BLOCK_M)
+    offs_m = qb * BLOCK_M + rows
+    offs_d = tl.arange(0, BLOCK_D)
+    if BLOCK_D == HEAD_DIM:
+        io = (offs_m < nq)[:, None]
+    else:
+        io = (offs_m < nq)[:, None] & (offs_d[None, :] < HEAD_DIM)
+    m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for s in range(tl.load(MERGE + r * 3 + 1), tl.load(MERGE + r * 3 + 2)):
+        ws = (pid * n_slots + s).to(tl.int64)
+        m_s = tl.load(WS_M + ws * BLOCK_M + rows)
+        m_new = tl.maximum(m_i, m_s)
+        alpha = tl.math.exp2(m_i - m_new)
+        beta = tl.math.exp2(m_s - m_new)
+        part = tl.load(WS_O + (ws * BLOCK_M + rows[:, None]) * BLOCK_D + offs_d[None, :])
+        acc = acc * alpha[:, None] + part * beta[:, None]
+        l_i = l_i * alpha + tl.load(WS_L + ws * BLOCK_M + rows) * beta
+        m_i = m_new
+    _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod, RETURN_LSE)
 
 
 @triton.jit

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from patternc import ir
@@ -36,6 +37,7 @@ class ForwardConfig:
     block_k: int
     num_warps: int = 4
     num_stages: int = 2
+    split: int | None = None  # most key blocks per work item; None: balance over the GPU's SMs
 
 
 def interpreting() -> bool:
@@ -135,13 +137,59 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
     if plan is not None:
-        cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages)
-        launch = _setup(node, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg, plan)
+        cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages, cfg.split)
+        launch = _setup(node, B, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg, plan)
     else:
-        launch = _cached_setup(node, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg)
+        launch = _cached_setup(node, B, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg)
     if out.numel():
         launch.run(q, k, v, out, lse, scale, B)
     return out, lse
+
+
+@dataclass(frozen=True)
+class Work:
+    """One head group's schedule: ``items [n, 6]`` int32 rows (query block, full lo, full hi,
+    partial lo, partial hi, slot), most expensive first; ``merge [m, 3]`` rows (query block, first
+    slot, end slot) for the split rows; ``slots`` workspace slots per (batch, head)."""
+
+    items: torch.Tensor
+    merge: torch.Tensor
+    slots: int
+
+
+def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split each query block's FULL-then-PARTIAL block list into slices of at most ``split`` blocks
+    (a row of ``c > split`` blocks becomes ``ceil(c / split)`` near-equal slices, each with its own
+    workspace slot) and sort the items by cost, largest first: heavy rows no longer serialize the
+    kernel behind one program, and big items start before small ones fill the gaps."""
+    split = max(1, split)
+    rows: list[tuple[int, ...]] = []
+    merge: list[tuple[int, int, int]] = []
+    slot = 0
+    for qb, (f, p) in enumerate(zip(full_num.tolist(), num.tolist())):
+        c = f + p
+        if c <= split:
+            rows.append((c, qb, 0, f, 0, p, -1))
+            continue
+        k = -(-c // split)
+        size = -(-c // k)
+        for lo in range(0, c, size):
+            hi = min(c, lo + size)
+            rows.append((hi - lo, qb, min(lo, f), min(hi, f), max(lo - f, 0), max(hi - f, 0), slot))
+            slot += 1
+        merge.append((qb, slot - k, slot))
+    rows.sort(key=lambda r: -r[0])
+    items = np.array([r[1:] for r in rows], dtype=np.int32).reshape(-1, 6)
+    return items, np.array(merge, dtype=np.int32).reshape(-1, 3), slot
+
+
+def _auto_split(total_blocks: int, device: str) -> int:
+    """Blocks per work item that fill every SM about twice over (at least 16: merging costs)."""
+    if device.startswith("cuda"):
+        sms = torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
+    else:
+        sms = 4
+    return max(16, -(-total_blocks // (2 * sms)))
 
 
 @dataclass(frozen=True)
@@ -151,9 +199,9 @@ class _Launch:
     module: Any
     cfg: ForwardConfig
     spec: gen.ForwardSpec
-    groups: tuple[tuple[torch.Tensor, ...], ...]  # per head group: num, idx, full_num, full_idx
+    groups: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per head group: idx, full_idx
+    work: tuple[Work, ...]  # per head group
     tables: tuple[torch.Tensor, ...]
-    q_blocks: int
     heads: int
     nq: int
     nk: int
@@ -162,13 +210,22 @@ class _Launch:
             scale: float, batch: int) -> None:
         per_group = self.heads // len(self.groups)
         strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
-        for g, (num, idx, fnum, fidx) in enumerate(self.groups):
-            self.module.attn_fwd[(self.q_blocks, batch * per_group)](
-                q, k, v, out, lse, num, idx, fnum, fidx, *self.tables,
-                scale * LOG2E, self.nq, self.nk, g * per_group, per_group, self.heads,
-                *strides, idx.stride(0), fidx.stride(0),
+        # workspace of split rows: per (batch x head, slot) an fp32 acc tile, row maxima and row sums
+        n = batch * per_group * max(w.slots for w in self.work) * self.cfg.block_q
+        ws_o = torch.empty(max(1, n * self.spec.block_d), dtype=torch.float32, device=q.device)
+        ws_m, ws_l = torch.empty((2, max(1, n)), dtype=torch.float32, device=q.device)
+        for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
+            h0 = g * per_group
+            self.module.attn_fwd[(batch * per_group, work.items.shape[0])](
+                q, k, v, out, lse, work.items, idx, fidx, *self.tables, ws_o, ws_m, ws_l,
+                scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
+                *strides, idx.stride(0), fidx.stride(0), work.slots,
                 PRED=self.spec.group_pred[g], EVEN_N=self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
                 num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
+            if work.merge.shape[0]:
+                self.module.attn_merge[(batch * per_group, work.merge.shape[0])](
+                    out, lse, work.merge, ws_o, ws_m, ws_l, self.nq, h0, per_group, self.heads,
+                    *out.stride(), work.slots, RETURN_LSE=True)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -176,8 +233,8 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.shape[-1] else torch.zeros((t.shape[0], 1), dtype=t.dtype, device=t.device)
 
 
-def _setup(node: ir.Node, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
-           cfg: ForwardConfig, plan: Plan | None) -> _Launch:
+def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
+           device: str, cfg: ForwardConfig, plan: Plan | None) -> _Launch:
     ir.check_heads(node, H)
     node_c = ir.concretize(node, nk)
     ir.check_arguments(node_c)
@@ -190,16 +247,22 @@ def _setup(node: ir.Node, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: tor
         plan = plan.to(device)
     _check_plan(plan, nq, nk, cfg, len(spec.group_pred))
     fw = plan.forward
-    groups = tuple((fw.num[g], _rows(fw.idx[g]), fw.full_num[g], _rows(fw.full_idx[g]))
-                   for g in range(len(spec.group_pred)))
+    G = len(spec.group_pred)
+    groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
+    num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
+    split = cfg.split or _auto_split(B * (H // G) * int(num.sum() + full_num.sum()), device)
+    work = []
+    for g in range(G):
+        items, merge, slots = work_items(full_num[g], num[g], split)
+        work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
-    return _Launch(module, cfg, spec, groups, tabs, plan.num_q_blocks, H, nq, nk)
+    return _Launch(module, cfg, spec, groups, tuple(work), tabs, H, nq, nk)
 
 
 @functools.lru_cache(maxsize=128)
-def _cached_setup(node: ir.Node, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
-                  cfg: ForwardConfig) -> _Launch:
-    return _setup(node, H, Hkv, nq, nk, D, dtype, device, cfg, None)
+def _cached_setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
+                  device: str, cfg: ForwardConfig) -> _Launch:
+    return _setup(node, B, H, Hkv, nq, nk, D, dtype, device, cfg, None)
 
 
 def _check_plan(plan: Plan, nq: int, nk: int, cfg: ForwardConfig, groups: int) -> None:
