@@ -51,7 +51,7 @@ def stdlib_patterns() -> dict[str, ir.Node]:
             prog = patternc.load(str(path))  # type: ignore[attr-defined]
             for name in prog.exported:
                 out[f"stdlib {path.stem}.{name}"] = prog[name]
-        except Exception as e:  # noqa: BLE001 - a broken stdlib file must not stop the benchmark
+        except Exception as e:  # a broken stdlib file must not stop the benchmark
             print(f"skip {path.name}: {e}", file=sys.stderr)
     return out
 
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_stdlib:
         pats.update(stdlib_patterns())
     rows = []
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.processor() or platform.machine()}"
+    machine = platform.processor() or platform.machine()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {machine}"
           f" torch {torch.__version__} threads {torch.get_num_threads()}")
     print(f"{'pattern':64s} {'n':>8s} {'ms':>8s} {'density':>8s} {'blocks':>9s} {'heavy r/c':>11s}")
     for label, node in pats.items():

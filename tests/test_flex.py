@@ -106,8 +106,9 @@ def test_flex_attention_compiled_uses_the_tables() -> None:
     dense_idx = torch.arange(bm.kv_indices.shape[-1], dtype=torch.int32).expand_as(bm.kv_indices).contiguous()
     lie = BlockMask(seq_lengths=bm.seq_lengths, kv_num_blocks=torch.zeros_like(bm.kv_num_blocks),
                     kv_indices=bm.kv_indices, full_kv_num_blocks=everything, full_kv_indices=dense_idx,
-                    q_num_blocks=bm.q_num_blocks, q_indices=bm.q_indices, full_q_num_blocks=bm.full_q_num_blocks,
-                    full_q_indices=bm.full_q_indices, BLOCK_SIZE=bm.BLOCK_SIZE, mask_mod=bm.mask_mod)
+                    q_num_blocks=bm.q_num_blocks, q_indices=bm.q_indices,
+                    full_q_num_blocks=bm.full_q_num_blocks, full_q_indices=bm.full_q_indices,
+                    BLOCK_SIZE=bm.BLOCK_SIZE, mask_mod=bm.mask_mod)
     assert not torch.allclose(fa(q, k, v, block_mask=lie), attention(q, k, v, node), atol=1e-3)
 
 

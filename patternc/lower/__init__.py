@@ -21,6 +21,7 @@ from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
 from patternc.lower.strategies import Branch, branches
 from patternc.lower.tables import stats, tables
+from patternc.passes import optimize
 from patternc.plan import Plan
 
 __all__ = ["Branch", "Geometry", "group_states", "lower"]
@@ -40,7 +41,8 @@ def group_states(node: ir.Node, g: Geometry) -> list[tuple[ir.Node, BlockRLE]]:
     done: dict[ir.Node, BlockRLE] = {}
     out = []
     for k in range(G):
-        sub = ir.select_head(node, k, G)
+        # passes run on the concrete, checked, head-free tree: nothing they drop can fail
+        sub = optimize(ir.select_head(node, k, G))
         if sub not in done:
             empty = g.nqb == 0 or g.nkb == 0
             done[sub] = uniform(g.nqb, g.nkb, EMPTY) if empty else classify_exact(sub, g)
