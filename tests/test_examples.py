@@ -53,7 +53,7 @@ def test_03_train_tiny(tmp_path: Path) -> None:
 @pytest.mark.parametrize("script", ["04_compare_costs.py"])
 def test_04_compare_costs(script: str, tmp_path: Path) -> None:
     out = run(script, tmp_path)
-    for name in ("dense_causal", "sliding_window", "longformer", "sparse_transformer_strided"):
-        assert name in out
+    assert "dense_causal" in out and "Θ(n^2)" in out and "sqrt n)" in out  # the text table
     page = (tmp_path / "compare_costs.html").read_text()
-    assert page.count("<h2>") == 4
+    names = ["dense_causal", "sliding_window", "longformer", "sparse_transformer_strided"]
+    assert re.findall(r"<h2>(\w+)</h2>", page) == names
