@@ -162,10 +162,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _warnings(prog: Any, n: int) -> list[Diagnostic]:
     """Warnings about exported patterns at key length ``n``: arguments out of range, empty rows."""
-    try:
-        from patternc.analysis import report
-    except ImportError:  # the analysis stage is optional for `check`
-        report = None
+    from patternc.analysis import report
+
     out = []
     for name, node in prog.exported.items():
         span = prog.name_span(name)
@@ -174,8 +172,6 @@ def _warnings(prog: Any, n: int) -> list[Diagnostic]:
         except ir.PatternError as e:
             out.append(Diagnostic.at(prog.source, span, "SAP601", f"pattern '{name}' at n={n}: {e}",
                                      severity="warning"))
-            continue
-        if report is None:
             continue
         try:
             empty = report(node, n, heads=_heads_for(node, None)).empty_rows
