@@ -135,7 +135,16 @@ def _describe(terminal: str) -> str:
     return f"'{pattern.value}'"
 
 
+_EXPR_START = frozenset({"NAME", "INT", "LPAR", "LSQB"})
+_OPERATORS = frozenset({"VBAR", "AMPERSAND"})
+
+
 def _expected(names: set[str] | frozenset[str]) -> str:
+    if names >= _EXPR_START:
+        return "an expression (a name, a number, '(' or '[')"
+    if names >= _OPERATORS:
+        rest = ", ')', ','," if {"RPAR", "COMMA"} & names else ""
+        return f"an operator (| & - + * // %){rest} or the end of the expression"
     words = sorted({_describe(t) for t in names}, key=lambda w: (not w[0].isalpha(), w))
     if len(words) > 8:
         words = [*words[:8], "..."]
@@ -169,7 +178,11 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
             return Diagnostic.at(source, source.span_at(pos, 2), "SAP101",
                                  "unexpected '..' outside a list",
                                  "ranges are written inside a list: [a..b]")
-        hint = "integers only: .sap has no fractions" if ch == "." else None
+        line = text[text.rfind("\n", 0, pos) + 1:pos]
+        if line.lstrip().startswith("import"):
+            hint = 'an import is a stdlib name or a quoted path: import "other.sap"'
+        else:
+            hint = "integers only: .sap has no fractions" if ch == "." else None
         return Diagnostic.at(source, span, "SAP100", f"unexpected character {ch!r}", hint)
     if not isinstance(e, UnexpectedToken):  # UnexpectedEOF: not raised by LALR, but be safe
         return Diagnostic.at(source, source.span_at(max(len(text.rstrip()) - 1, 0)), "SAP101",
@@ -187,6 +200,8 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         end = len(text.rstrip())
         return Diagnostic.at(source, source.span_at(max(end - 1, 0)), "SAP101",
                              f"unexpected end of input; expected {_expected(expected)}")
+    if opener is None:  # outside brackets, ')' and ',' cannot be what was missing
+        expected -= {"RPAR", "RSQB", "COMMA"}
     span = _span(tok)
     shown = tok.value if tok.type != "$END" else "end of input"
     if tok.type in ("IMPORT", "LET", "PATTERN") and _line_start(text, tok.start_pos or 0):
@@ -206,8 +221,12 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         hint = "a definition needs a name: let w = 256"
     elif tok.type == "EQUAL":
         hint = "keyword arguments are written inside a call: band(w=256)"
-    elif tok.type == "INT" and "NAME" in expected:
+    elif tok.type == "INT" and "NAME" in expected and not expected >= _EXPR_START:
         hint = "names start with a letter or '_'"
+    elif tok.type in ("NAME", "INT", "LPAR", "LSQB", "TILDE") and expected >= _OPERATORS:
+        hint = "patterns combine with an operator: | (union), & (intersection), - (difference)"
+        if opener is not None:
+            hint = "separate arguments and list items with ','; " + hint
     message = f"unexpected {shown!r}; expected {_expected(expected)}"
     return Diagnostic.at(source, span, "SAP101", message, hint)
 
