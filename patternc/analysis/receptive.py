@@ -42,6 +42,7 @@ from patternc.analysis.rows import (
     concrete,
     dense_rows,
     evaluate,
+    has_pair,
     merged,
     row_counts,
 )
@@ -55,11 +56,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Receptive:
-    """``layers`` (None: never, or unknown when ``exact`` is False and ``lower`` is None)."""
+    """``layers``: the receptive field when ``exact`` (None: never); otherwise a lower bound
+    (None: unknown) and ``upper`` an upper bound (None: none known)."""
 
     layers: int | None
     exact: bool
     method: str
+    upper: int | None = None
 
     @property
     def never(self) -> bool:
@@ -68,14 +71,14 @@ class Receptive:
     def __str__(self) -> str:
         if self.never:
             return "never"
-        if self.layers is None:
-            return "?"
-        return str(self.layers) if self.exact else f">= {self.layers}"
+        if self.exact:
+            return str(self.layers)
+        if self.upper is not None:
+            return f"{self.layers or 1}..{self.upper}"
+        return "?" if self.layers is None else f">= {self.layers}"
 
     def to_json(self) -> int | str | None:
-        if self.never:
-            return "never"
-        return self.layers
+        return "never" if self.never else self.layers
 
 
 def least_power(one: T, mul: Callable[[T, T], T], covers: Callable[[T], bool],
@@ -108,18 +111,20 @@ def _matrix_layers(adj: np.ndarray, target: np.ndarray) -> int | None:
                        lambda x: bool(((x > 0) | ~target).all()), lambda x, y: bool((x == y).all()))
 
 
-def receptive_field(node: ir.Node, n: int, *, block: int = 128) -> Receptive:
-    """The receptive field of a head-free pattern at ``n`` tokens (see the module docstring)."""
+def receptive_field(node: ir.Node, n: int, *, block: int = 128,
+                    exact_tokens: int = EXACT_TOKENS) -> Receptive:
+    """The receptive field of a head-free pattern at ``n`` tokens (see the module docstring);
+    the token graph is used up to ``exact_tokens`` tokens, the structural arguments above."""
     node = ir.concretize(node, n)
     ir.check_arguments(node)
     if n <= 1:
         return Receptive(1, True, "a single token keeps itself")
-    if n <= EXACT_TOKENS:
+    if n <= exact_tokens:
         return _exact(node, n)
-    inside = int(row_counts(node - ir.Causal(), n, n).counts.sum()) == 0
+    inside = not has_pair(node - ir.Causal(), n, n)
     layer = node | ir.Band(0)
     target: ir.Node = ir.Causal() if inside else ir.Full()
-    if int(row_counts(target - layer, n, n).counts.sum()) == 0:
+    if not has_pair(target - layer, n, n):
         return Receptive(1, True, "one layer already covers every key")
     if not inside:
         hub = _hub(node, layer, n)
@@ -128,7 +133,41 @@ def receptive_field(node: ir.Node, n: int, *, block: int = 128) -> Receptive:
     offsets = _offsets(node, n)
     if offsets is not None:
         return _offset_layers(offsets, n, inside)
-    return _block_bound(node, n, inside, block)
+    low = _block_bound(node, n, inside, block)
+    if low.exact:
+        return low
+    up = _upper_from_parts(node, n, inside)
+    if up is not None and up[0] == low.layers:
+        return Receptive(up[0], True, f"{low.method} meets the receptive field of {up[1]}, a part of it")
+    if up is None:
+        return low
+    return Receptive(low.layers, False, f"{low.method}; upper bound from {up[1]}, a part of it", up[0])
+
+
+def _parts(node: ir.Node) -> list[ir.Node]:
+    """Sub-patterns contained in ``node``: union members, with intersections distributed."""
+    if isinstance(node, ir.Union):
+        return [q for c in node.parts for q in _parts(c)]
+    if isinstance(node, ir.Intersect):
+        for k, c in enumerate(node.parts):
+            if isinstance(c, ir.Union):
+                rest = node.parts[:k] + node.parts[k + 1:]
+                return [q for u in c.parts for q in _parts(ir.Intersect((*rest, u)))]
+    return [node]
+
+
+def _upper_from_parts(node: ir.Node, n: int, inside: bool) -> tuple[int, str] | None:
+    # more pairs never slow reachability down: a contained part with the same target bounds it
+    best: tuple[int, str] | None = None
+    for part in _parts(node):
+        offsets = _offsets(part, n)
+        if offsets is None or bool(offsets[:n - 1].any()) == inside:
+            continue  # not translation-invariant, or its target differs from the pattern's
+        rf = _offset_layers(offsets, n, inside)
+        bound = rf.layers if rf.exact else rf.upper
+        if bound is not None and (best is None or bound < best[0]):
+            best = (bound, part.sap())
+    return best
 
 
 def _exact(node: ir.Node, n: int) -> Receptive:
@@ -232,9 +271,11 @@ def _offset_layers(offsets: np.ndarray, n: int, inside: bool) -> Receptive:
     if math.gcd(*np.abs(nz).tolist()) > 1:
         return Receptive(None, True, "every offset is a multiple of the same number")
     lower = _two_signed(offsets)
-    if lower is not None and lower == upper:
+    if lower is None:  # even sums that may leave the sequence never cover every offset
+        return Receptive(None, True, "offset sums (translation-invariant) never cover every offset")
+    if lower == upper:
         return Receptive(upper, True, "offset sums (translation-invariant)")
-    return Receptive(lower, False, f"offset sums bound it (upper bound {upper if upper else 'none'})")
+    return Receptive(lower, False, "offset sums (translation-invariant) bound it", upper)
 
 
 # --------------------------------------------------------------------------- block graph

@@ -61,6 +61,7 @@ class Report:
     block_density: float | None
     heaviest_row: int | None
     receptive_field: int | str | None
+    receptive_upper: int | None
     receptive_method: str
     groups: tuple[GroupReport, ...] = ()
     bounds: dict[str, str] = field(default_factory=dict)
@@ -83,21 +84,33 @@ def _check_lengths(n: int, nq: int, block: int, head_dim: int) -> None:
             raise ir.PatternError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
-def _blocks(node: ir.Node, nq: int, nk: int, block: int,
-            heads: int | None) -> tuple[float | None, int | None]:
+def _blocks(node: ir.Node, nq: int, nk: int, block: int) -> tuple[float | None, int | None]:
+    """Block density (non-empty blocks over all blocks, averaged over head groups) and the most
+    key blocks any query block visits, from the lowering's exact block states: the same figures
+    as ``lower(...).stats`` without writing the tables."""
     try:
-        from patternc.lower import lower
+        from patternc.lower import Geometry, group_states
+        from patternc.lower.rle import EMPTY
     except ImportError:  # lowering is another stage; the report stays useful without it
         return None, None
-    stats = lower(node, nq, nk, block_q=block, block_k=block, heads=heads).stats
-    return float(stats["block_density"]), int(stats["heaviest_row"])
+    per_group = group_states(node, Geometry(nq, nk, block, block))
+    nqb, nkb = -(-nq // block), -(-nk // block)
+    if not per_group or nqb * nkb == 0:
+        return 0.0, 0
+    visited, heaviest = 0, 0
+    for _, rle in per_group:
+        keep = rle.state != EMPTY
+        per_row = np.bincount(rle.row[keep], weights=(rle.stop - rle.start)[keep], minlength=nqb)
+        visited += int(per_row.sum())
+        heaviest = max(heaviest, int(per_row.max(initial=0)))
+    return visited / (len(per_group) * nqb * nkb), heaviest
 
 
 def _group(node: ir.Node, heads: tuple[int, ...], counts: np.ndarray, nq: int, nk: int, block: int,
            head_dim: int) -> GroupReport:
     nnz = int(counts.sum())
     c = complexity(node)
-    bd, heavy = _blocks(node, nq, nk, block, None)
+    bd, heavy = _blocks(node, nq, nk, block)
     return GroupReport(
         heads=heads, pattern=node.sap(), nnz=nnz, density=nnz / (nq * nk) if nq * nk else 0.0,
         flops=4 * nnz * head_dim, complexity=str(c), complexity_tight=c.tight,
@@ -144,12 +157,15 @@ def _assemble(node: ir.Node, n: int, nq: int, H: int, block: int, head_dim: int,
         for f in ("density", "flops", "mean_keys", "max_keys", "min_keys"):
             bounds[f] = "upper bound (from nnz)"
         bounds["empty_rows"] = "lower bound (from nnz)"
-    bd, heavy = _blocks(node, nq, n, block, H if ir.head_counts(node) > 1 else None)
+    bd, heavy = (groups[0].block_density, groups[0].heaviest_row) if len(groups) == 1 else \
+        _blocks(node, nq, n, block)
     if bd is None:
         bounds["block_density"] = "unavailable: patternc.lower is not installed"
     rf = _receptive(list(members), n, block)
     if not rf.exact:
-        bounds["receptive_field"] = ("lower bound: " if rf.layers is not None else "unknown: ") + rf.method
+        kind = "unknown" if rf.layers is None else "lower bound"
+        upper = f", at most {rf.upper}" if rf.upper is not None else ""
+        bounds["receptive_field"] = f"{kind}{upper}: {rf.method}"
     return Report(
         pattern=node.sap(), n=n, nq=nq, nk=n, heads=H, head_dim=head_dim, block=block,
         nnz=nnz, density=nnz / (rows * n) if rows * n else 0.0, flops=4 * nnz * head_dim,
@@ -159,7 +175,8 @@ def _assemble(node: ir.Node, n: int, nq: int, H: int, block: int, head_dim: int,
         max_keys=max((int(cn.max()) for cn, _ in all_counts if cn.size), default=0),
         empty_rows=sum(int((cn == 0).sum()) * k for cn, k in all_counts),
         block_density=bd, heaviest_row=heavy,
-        receptive_field=rf.to_json(), receptive_method=rf.method,
+        receptive_field=rf.to_json(), receptive_upper=rf.layers if rf.exact else rf.upper,
+        receptive_method=rf.method,
         groups=tuple(groups), bounds=bounds)
 
 

@@ -317,6 +317,16 @@ def row_counts(node: ir.Node, nq: int, nk: int, keys: tuple[int, int] | None = N
     return RowCounts(out, sweep.res.exact)
 
 
+def has_pair(node: ir.Node, nq: int, nk: int) -> bool:
+    """Whether the pattern holds any pair, stopping at the first chunk of rows that has one."""
+    node = ir.concretize(node, nk)
+    ir.check_arguments(node)
+    sweep = Sweep(node, nq, nk, 0, nk)
+    if len(sweep.per) > MAX_PERIODIC:
+        return bool(row_counts(node, nq, nk).counts.any())
+    return any(bool(sweep.segments(lo, hi)[3].any()) for lo, hi in sweep.chunks(0, nq))
+
+
 class Sweep:
     """Rows of a concrete, head-free pattern cut into segments with exact key counts."""
 
