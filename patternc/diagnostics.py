@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from patternc.ir import PatternError
 
@@ -42,10 +43,13 @@ class Source:
     name: str
     text: str
 
-    def line(self, k: int) -> str:
+    @cached_property
+    def lines(self) -> list[str]:
         # lines end at "\n" only, as in the lexer (other line breaks stay inside a line)
-        lines = self.text.split("\n")
-        return lines[k - 1].rstrip("\r") if 1 <= k <= len(lines) else ""
+        return self.text.split("\n")
+
+    def line(self, k: int) -> str:
+        return self.lines[k - 1].rstrip("\r") if 1 <= k <= len(self.lines) else ""
 
     def span_at(self, offset: int, length: int = 1) -> Span:
         """The span of ``length`` characters from character ``offset`` (clamped to the text)."""

@@ -7,6 +7,7 @@ statements that do parse still get checked.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from dataclasses import dataclass
@@ -233,6 +234,7 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
 
 # --------------------------------------------------------------------------- parsing
 
+MAX_SYNTAX_ERRORS = 50  # then stop: the rest of such a file is unlikely to be .sap at all
 _STATEMENT = re.compile(r'"[^"\n]*"?|#[^\n]*|\b(import|let|pattern)\b')
 _DEFINED = re.compile(r"\b(?:let|pattern)\s+([A-Za-z_]\w*)")
 
@@ -278,17 +280,16 @@ def parse_module(source: Source) -> ParsedModule:
             errors.append(_syntax_diagnostic(e, Source(source.name, padded)))
             at = _offset(e, len(text))
         # the statements before the broken one parsed: keep them
-        bounds = [b for b in starts if b >= pos] + [len(text)]
-        for a, b in itertools.pairwise(bounds):
-            try:
-                if b > at or (b == at and not _line_start(text, at)):
-                    raise ValueError("the broken statement")
-                stmts.extend(_parse(_blank(text[:a]) + text[a:b], "module").stmts)
-            except (UnexpectedInput, RecursionError, ValueError):
-                broken.update(_DEFINED.findall(text[a:b])[:1])
-                break
+        # the broken statement is the last one that starts before the error (an error at a
+        # keyword means that the statement before it ended too early)
+        chunks = list(itertools.pairwise([pos, *(b for b in starts if b > pos), len(text)]))
+        a, b = chunks[max((k for k, (a, _) in enumerate(chunks) if a < at), default=0)]
+        if a > pos:
+            with contextlib.suppress(UnexpectedInput, RecursionError):  # they parsed just before
+                stmts.extend(_parse(_blank(text[:pos]) + text[pos:a], "module").stmts)
+        broken.update(_DEFINED.findall(text[a:b])[:1])
         later = [b for b in starts if b > at or (b == at and _line_start(text, at))]
-        if not later or later[0] <= pos:
+        if not later or later[0] <= pos or len(errors) >= MAX_SYNTAX_ERRORS:
             break
         pos = later[0]
     return ParsedModule(ast.Module(tuple(stmts)), tuple(errors), frozenset(broken))
