@@ -180,6 +180,7 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
                                  "unexpected '..' outside a list",
                                  "ranges are written inside a list: [a..b]")
         line = text[text.rfind("\n", 0, pos) + 1:pos]
+        hint: str | None
         if line.lstrip().startswith("import"):
             hint = 'an import is a stdlib name or a quoted path: import "other.sap"'
         else:
