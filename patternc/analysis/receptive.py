@@ -37,6 +37,7 @@ from patternc import ir
 from patternc.analysis.rows import (
     DMod,
     Iv,
+    Sweep,
     block_graph,
     compile_pattern,
     concrete,
@@ -50,6 +51,7 @@ from patternc.analysis.rows import (
 EXACT_TOKENS = 1024
 MAX_BLOCKS = 1024
 HUB_CANDIDATES = 4
+SOURCE_LAYERS = 8192  # breadth-first layers spent on single sources, in all
 
 T = TypeVar("T")
 
@@ -137,8 +139,12 @@ def receptive_field(node: ir.Node, n: int, *, block: int = 128,
     if low.exact:
         return low
     up = _upper_from_parts(node, n, inside)
+    low = _from_sources(node, n, inside, low, None if up is None else up[0])
+    if low.exact:
+        return low
     if up is not None and up[0] == low.layers:
-        return Receptive(up[0], True, f"{low.method} meets the receptive field of {up[1]}, a part of it")
+        return Receptive(up[0], True, f"{low.method} (a lower bound) equals the receptive field of {up[1]}, "
+                         "a part of the pattern (an upper bound)")
     if up is None:
         return low
     return Receptive(low.layers, False, f"{low.method}; upper bound from {up[1]}, a part of it", up[0])
@@ -276,6 +282,84 @@ def _offset_layers(offsets: np.ndarray, n: int, inside: bool) -> Receptive:
     if lower == upper:
         return Receptive(upper, True, "offset sums (translation-invariant)")
     return Receptive(lower, False, "offset sums (translation-invariant) bound it", upper)
+
+
+# --------------------------------------------------------------------------- single sources
+
+
+def _merge(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of intervals ``[lo, hi)`` as sorted disjoint intervals."""
+    keep = hi > lo
+    lo, hi = lo[keep], hi[keep]
+    if lo.size == 0:
+        return lo, hi
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], hi[order]
+    reach = np.maximum.accumulate(hi)
+    first = np.ones(lo.size, dtype=bool)
+    first[1:] = lo[1:] > reach[:-1]
+    idx = np.flatnonzero(first)
+    return lo[idx], np.maximum.reduceat(hi, idx)
+
+
+def _minus(lo: np.ndarray, hi: np.ndarray, olo: np.ndarray, ohi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[lo, hi)`` minus ``[olo, ohi)`` (both sorted disjoint, the second inside the first)."""
+    pos = np.concatenate([lo, hi, olo, ohi])
+    delta = np.concatenate([np.ones_like(lo), -np.ones_like(hi), -np.ones_like(olo), np.ones_like(ohi)])
+    order = np.lexsort((delta, pos))
+    pos, cover = pos[order], np.cumsum(delta[order])
+    starts = np.flatnonzero((cover == 1) & np.r_[True, cover[:-1] != 1])
+    ends = np.flatnonzero((cover != 1) & np.r_[False, cover[:-1] == 1])
+    return pos[starts], pos[ends]
+
+
+def eccentricity(node: ir.Node, n: int, source: int, inside: bool, max_layers: int) -> int | bool | None:
+    """Layers until query ``source`` depends on every key of its target, by breadth-first search
+    over interval sets (each token enters the frontier once: ``O(n K)`` in all). Only for
+    patterns without residue atoms (every segment with keys is all keys). Returns None for
+    never, False when ``max_layers`` ran out."""
+    sweep = Sweep(node, n, n, 0, n)
+    if sweep.per:
+        return False
+    end = source + 1 if inside else n
+    lo, hi = np.array([source]), np.array([source + 1])
+    flo, fhi = lo, hi
+    for layer in range(1, max_layers + 1):
+        pos = np.concatenate([np.arange(a, b) for a, b in zip(flo.tolist(), fhi.tolist())])
+        parts_lo, parts_hi = [lo], [hi]
+        for k in range(0, pos.size, 1 << 16):
+            _, a, b, counts = sweep.segments_at(pos[k:k + (1 << 16)])
+            keep = counts > 0
+            parts_lo.append(a[keep])
+            parts_hi.append(b[keep])
+        nlo, nhi = _merge(np.concatenate(parts_lo), np.concatenate(parts_hi))
+        if nlo.size and nlo[0] <= 0 and nhi[0] >= end:
+            return layer
+        flo, fhi = _minus(nlo, nhi, lo, hi)
+        if flo.size == 0:
+            return None
+        lo, hi = nlo, nhi
+    return False
+
+
+def _from_sources(node: ir.Node, n: int, inside: bool, low: Receptive, upper: int | None) -> Receptive:
+    """Raise a lower bound with the exact eccentricities of the end tokens (their maximum is the
+    receptive field of most patterns; with a matching upper bound it is exact)."""
+    budget, best, used = SOURCE_LAYERS, low.layers or 1, []
+    for src in (n - 1, 0):
+        if upper is not None and best >= upper:
+            break
+        ecc = eccentricity(node, n, src, inside, budget)
+        if ecc is None:
+            return Receptive(None, True, f"query {src} never depends on every key it could")
+        if ecc is False:
+            break
+        used.append(src)
+        budget -= int(ecc)
+        best = max(best, int(ecc))
+    if best == (low.layers or 1) or not used:
+        return low
+    return Receptive(best, False, f"the exact eccentricity of query {'/'.join(map(str, used))}")
 
 
 # --------------------------------------------------------------------------- block graph

@@ -344,7 +344,10 @@ class Sweep:
     def segments(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Positions ``p`` of query rows ``[lo, hi)``, segment starts and ends ``[R, S]``, and
         the number of pattern keys in each segment."""
-        p = np.arange(lo, hi, dtype=np.int64) + (self.nk - self.nq)
+        return self.segments_at(np.arange(lo, hi, dtype=np.int64) + (self.nk - self.nq))
+
+    def segments_at(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``segments`` for arbitrary query positions ``p``."""
         a, b, counts = _count_chunk(self.formula, self.atoms, self.ivs, self.per, self.res, p, self.nk,
                                     self.klo, self.khi)
         return p, a, b, counts
