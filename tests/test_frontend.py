@@ -357,3 +357,31 @@ def test_syntax_errors_are_all_reported() -> None:
 def test_comments_newlines_and_trailing_commas() -> None:
     prog = loads("# c\npattern p(\n  w = 2,  # width\n) =\n  band(w)  # tail\n  | global([0, 1,])\n")
     assert prog.exported["p"] == ir.Band(2) | ir.Global(ir.TokenList.of(0, 1))
+
+
+def _symbolic_everywhere(x: ir.Int) -> bool:
+    """No constant sub-expression (those fold to numbers when parsed)."""
+    if isinstance(x, int):
+        return True
+    if not ir.is_symbolic(x) or (isinstance(x, ir.BinOp) and x.op in ("//", "%") and x.b == 0):
+        return False  # (a literal zero divisor is an error, SAP203)
+    kids = (x.a,) if isinstance(x, ir.Neg) else (x.a, x.b) if isinstance(x, ir.BinOp) else \
+        x.args if isinstance(x, ir.Func) else ()
+    return all(_symbolic_everywhere(k) for k in kids)
+
+
+symbolic_ints = st.recursive(
+    st.just(ir.N()) | st.integers(-3, 9),
+    lambda kids: st.one_of(
+        st.builds(ir.BinOp, st.sampled_from(["+", "-", "*", "//", "%"]), kids, kids),
+        st.builds(ir.Neg, kids),
+        st.builds(lambda a: ir.Func("sqrt", (a,)), kids), st.builds(lambda a: ir.Func("log2", (a,)), kids),
+        st.builds(lambda a, b: ir.Func("min", (a, b)), kids, kids),
+        st.builds(lambda a, b: ir.Func("max", (a, b)), kids, kids)),
+    max_leaves=8).filter(lambda x: ir.is_symbolic(x) and _symbolic_everywhere(x))
+
+
+@given(symbolic_ints, symbolic_ints)
+def test_symbolic_integers_round_trip(x: ir.Int, y: ir.Int) -> None:
+    for node in (ir.Window(x, y), ir.Rows(ir.TokenList.of(x, ir.Range(y, x))), ir.Random(x, seed=y)):
+        assert P(node.sap()) == node
