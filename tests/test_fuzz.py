@@ -66,7 +66,7 @@ def mutated(draw: st.DrawFn) -> str:
     return "".join(tokens)
 
 
-_FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_FAST
@@ -99,3 +99,20 @@ def test_random_bytes_give_only_diagnostics(tmp_path_factory, data: bytes) -> No
     path: Path = tmp_path_factory.mktemp("fuzz") / "bytes.sap"
     path.write_bytes(data)
     _must_be_diagnostics(patternc.load, path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mutated())
+def test_check_command_exits_0_or_1_without_traceback(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
+    import contextlib
+    import io
+
+    from patternc.cli import main
+
+    path = tmp_path_factory.mktemp("cli") / "f.sap"
+    path.write_text(text)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["check", str(path), "--n", "64"])
+    assert code in (0, 1) and "Traceback" not in err.getvalue()
+    assert (code == 1) == ("error[" in err.getvalue())
