@@ -136,6 +136,11 @@ def _selected(args: argparse.Namespace, many: bool) -> list[tuple[str, ir.Node]]
     return list(exported.items())
 
 
+def _color() -> bool:
+    """Colors on a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
 def _heads_for(node: ir.Node, heads: int | None) -> int | None:
     """The head count to use: the one given, else the least that ``heads(...)`` in ``node`` allows."""
     if heads is not None:
@@ -154,7 +159,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     prog = load(args.file)
     warnings = list(prog.diagnostics) + _warnings(prog, args.n)
     if warnings:
-        print(render(warnings), file=sys.stderr)
+        print(render(warnings, color=_color()), file=sys.stderr)
     exported = list(prog.exported)
     print(f"{args.file}: ok, {len(prog.patterns)} pattern(s), exported: {', '.join(exported) or 'none'}")
     return EXIT_OK
@@ -260,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{e}\n(see patternc --help)", file=sys.stderr)
         return EXIT_USAGE
     except SapError as e:
-        print(e.render(), file=sys.stderr)
+        print(render(e.diagnostics, color=_color()), file=sys.stderr)
         return EXIT_INPUT
     except (InputError, ir.PatternError) as e:
         print(f"patternc: error: {e}", file=sys.stderr)

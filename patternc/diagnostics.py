@@ -80,13 +80,16 @@ class Diagnostic:
     def location(self) -> str:
         return f"{self.file}:{self.span.line}:{self.span.col}"
 
-    def render(self) -> str:
-        out = [f"{self.location}: {self.severity}[{self.code}]: {self.message}"]
+    def render(self, color: bool = False) -> str:
+        """The text of SPEC section 3; ``color`` adds ANSI colors (for a terminal)."""
+        c = _ansi if color else _plain
+        sev = c(self.severity, "1;31" if self.severity == "error" else "1;33")
+        out = [f"{c(self.location, '1')}: {sev}[{self.code}]: {c(self.message, '1')}"]
         if self.source_line.strip():
-            out += ["    " + self.source_line.expandtabs(4).rstrip(), "    " + self._carets()]
-        out += [f"    note: {n}" for n in self.notes]
+            out += ["    " + self.source_line.expandtabs(4).rstrip(), "    " + c(self._carets(), "1;31")]
+        out += [f"    {c('note', '1;34')}: {n}" for n in self.notes]
         if self.hint:
-            out.append(f"    hint: {self.hint}")
+            out.append(f"    {c('hint', '1;36')}: {self.hint}")
         return "\n".join(out)
 
     def _carets(self) -> str:
@@ -130,10 +133,18 @@ def in_order(diagnostics: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
     return tuple(sorted(ds, key=lambda d: (files[d.file], d.span.line, d.span.col)))
 
 
-def render(diagnostics: Iterable[Diagnostic]) -> str:
+def _plain(text: str, code: str) -> str:
+    return text
+
+
+def _ansi(text: str, code: str) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m"
+
+
+def render(diagnostics: Iterable[Diagnostic], color: bool = False) -> str:
     """All diagnostics, separated by blank lines, followed by a count of errors."""
     ds = list(diagnostics)
-    text = "\n\n".join(d.render() for d in ds)
+    text = "\n\n".join(d.render(color) for d in ds)
     errors = sum(d.severity == "error" for d in ds)
     if errors > 1:
         text += f"\n\n{errors} errors"

@@ -133,3 +133,22 @@ def _write(text: str) -> Path:
     f.write(text)
     f.close()
     return Path(f.name)
+
+
+def test_color_only_adds_ansi_codes() -> None:
+    import re as _re
+
+    from patternc.diagnostics import render
+
+    with pytest.raises(SapError) as info:
+        patternc.pattern("band(-1) | bnad(2)")
+    colored = render(info.value.diagnostics, color=True)
+    assert "\x1b[" in colored
+    assert _re.sub(r"\x1b\[[0-9;]*m", "", colored) == render(info.value.diagnostics) == str(info.value)
+
+
+def test_a_file_given_to_pattern_gets_a_hint() -> None:
+    with pytest.raises(SapError) as info:
+        patternc.pattern("# a file\npattern p = causal\n")
+    [d] = info.value.diagnostics
+    assert d.code == "SAP101" and d.hint is not None and "patternc.load" in d.hint

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -206,7 +206,8 @@ def _syntax_diagnostic(e: UnexpectedInput, source: Source) -> Diagnostic:
         expected -= {"RPAR", "RSQB", "COMMA"}
     span = _span(tok)
     shown = tok.value if tok.type != "$END" else "end of input"
-    if tok.type in ("IMPORT", "LET", "PATTERN") and _line_start(text, tok.start_pos or 0):
+    if tok.type in ("IMPORT", "LET", "PATTERN") and _line_start(text, tok.start_pos or 0) and _code(
+            text[:tok.start_pos]):
         last = len(text[:tok.start_pos].rstrip()) - 1
         return Diagnostic.at(source, source.span_at(max(last, 0)), "SAP101",
                              f"the statement ends too early: expected {_expected(expected)}",
@@ -325,6 +326,10 @@ def parse_expression(source: Source) -> ast.Expr:
     try:
         return _parse(source.text, "expression")  # type: ignore[no-any-return]
     except UnexpectedInput as e:
-        raise SapError([_syntax_diagnostic(e, source)]) from None
+        d = _syntax_diagnostic(e, source)
+        if re.match(r"\s*(import|let|pattern)\b", re.sub(r"#[^\n]*", "", source.text)):
+            d = replace(d, hint="this takes one expression; for a file (import, let, pattern) use "
+                                "patternc.load or patternc.frontend.loads")
+        raise SapError([d]) from None
     except RecursionError:
         raise SapError([_too_deep(source)]) from None
