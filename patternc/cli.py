@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("check", help="check a .sap file; print diagnostics")
-    p.add_argument("file", help="a .sap file")
+    p = sub.add_parser("check", help="check .sap files; print diagnostics")
+    p.add_argument("files", nargs="+", metavar="FILE", help="one or more .sap files")
     p.add_argument("--n", type=_positive, default=CHECK_N,
                    help=f"key length at which to look for empty query rows (default {CHECK_N})")
 
@@ -156,13 +156,20 @@ def _heads_for(node: ir.Node, heads: int | None) -> int | None:
 def cmd_check(args: argparse.Namespace) -> int:
     from patternc.frontend import load
 
-    prog = load(args.file)
-    warnings = list(prog.diagnostics) + _warnings(prog, args.n)
-    if warnings:
-        print(render(warnings, color=_color()), file=sys.stderr)
-    exported = list(prog.exported)
-    print(f"{args.file}: ok, {len(prog.patterns)} pattern(s), exported: {', '.join(exported) or 'none'}")
-    return EXIT_OK
+    code = EXIT_OK
+    for file in args.files:
+        try:
+            prog = load(file)
+        except SapError as e:
+            print(render(e.diagnostics, color=_color()), file=sys.stderr)
+            code = EXIT_INPUT
+            continue
+        warnings = list(prog.diagnostics) + _warnings(prog, args.n)
+        if warnings:
+            print(render(warnings, color=_color()), file=sys.stderr)
+        exported = ", ".join(prog.exported) or "none"
+        print(f"{file}: ok, {len(prog.patterns)} pattern(s), exported: {exported}")
+    return code
 
 
 def _warnings(prog: Any, n: int) -> list[Diagnostic]:

@@ -168,3 +168,10 @@ def test_console_script_exit_codes() -> None:
     assert bad.returncode == 1 and "error[SAP101]" in bad.stderr and "Traceback" not in bad.stderr
     usage = subprocess.run([str(exe), "mask", "-e", "causal"], capture_output=True, text=True)
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_check_several_files(capsys: pytest.CaptureFixture[str], two: Path) -> None:
+    files = [str(two), str(BAD / "undefined_name.sap"), str(STDLIB / "dense.sap")]
+    code, out, err = run(capsys, "check", *files)
+    assert code == 1 and "SAP301" in err
+    assert out.count(": ok,") == 2
