@@ -24,6 +24,8 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # plan blocks of 32 with 16-wide tiles: every loop over sub-tiles runs more than once
 SUBTILED = BackwardConfig(32, 32, 16, 16, 16, 16)
 SMALL = BackwardConfig(16, 16, 16, 16, 16, 16)
+# every tile listing more than one block is split over programs (atomic float32 partial sums)
+SPLIT = BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1)
 
 
 def check(node: ir.Node, B: int, H: int, HKV: int, nq: int, nk: int, D: int, dtype: torch.dtype,
@@ -62,7 +64,7 @@ def test_gradients_match_reference(node: ir.Node, nqk: tuple[int, int], data: st
     nq, nk = nqk
     dtype = data.draw(st.sampled_from(DTYPES))
     D = data.draw(st.sampled_from([16, 24]))
-    config = data.draw(st.sampled_from([SMALL, SUBTILED]))
+    config = data.draw(st.sampled_from([SMALL, SUBTILED, SPLIT]))
     B = data.draw(st.integers(1, 2))
     check(node, B, H, HKV, nq, nk, D, dtype, config, seed=data.draw(st.integers(0, 9)))
 
@@ -94,7 +96,14 @@ def test_gqa_with_head_patterns() -> None:
     # 4 query heads over 2 KV heads, each KV head shared by heads of different patterns
     node = ir.Heads((ir.Causal(), ir.Band(3), ir.Strided(4), ir.Random(3, seed=2)))
     check(node, 2, 4, 2, 29, 35, 16, torch.float32, SUBTILED)
-    check(node, 1, 4, 1, 35, 35, 16, torch.bfloat16)
+    check(node, 1, 4, 1, 35, 35, 16, torch.bfloat16, SPLIT)
+
+
+def test_split_heavy_rows_and_columns() -> None:
+    # global rows and columns: the heavy tiles of both kernels are split into chunks of 2 blocks
+    node = ir.Band(3) | ir.Global(ir.TokenList.of(0, 40)) | ir.Rows(ir.TokenList.of(ir.Range(60, 64)))
+    check(node, 1, 2, 1, 70, 70, 16, torch.float16, BackwardConfig(16, 16, 16, 16, 16, 16, chunk=2))
+    check(node, 1, 4, 2, 50, 70, 24, torch.float32, SPLIT)
 
 
 def test_lse_gradient_is_folded_into_delta() -> None:
@@ -125,3 +134,21 @@ def test_generated_source_is_readable_and_specialized() -> None:
     assert "(j >= p - 4)" in src and len(tables) == 1
     src2, _ = generate(ir.Heads((ir.Band(4), ir.Causal())), 2)
     assert "if grp == 0:" in src2 and "else:" in src2
+
+
+def test_schedule_splits_only_heavy_tiles() -> None:
+    from patternc.lower import lower
+    from patternc.runtime.backward import schedule
+
+    # 64 key blocks of 16: query block 0 (global row) lists all of them, the band 2 or 3
+    plan = lower(ir.Band(3) | ir.Rows(ir.TokenList.of(0)), 1024, 1024, block_q=16, block_k=16)
+    s = schedule(plan.forward, 16, 16, 1024, 0)
+    items = s.items.numpy()
+    heavy = items[items[:, 0] == 0]
+    assert s.n_slots == 1 and len(heavy) == heavy[0, 2] > 1 and (heavy[:, 3] == 0).all()
+    assert sorted(heavy[:, 1].tolist()) == list(range(len(heavy)))
+    assert (items[items[:, 0] != 0][:, 2:] == [1, -1]).all()
+    assert sorted(set(items[:, 0].tolist())) == list(range(64))
+    assert s.rows.tolist() == list(range(16)) and s.sel.tolist() == list(range(16))
+    # heaviest first: a chunk of the global row (8 blocks at most) precedes the band's tiles
+    assert items[0, 0] == 0

@@ -35,6 +35,8 @@ class BackwardConfig:
 
     ``dkdv`` programs own ``bn1`` keys and step over ``bm1`` queries at a time; ``dq`` programs
     own ``bm2`` queries and step over ``bn2`` keys. Each step size divides its plan block.
+    ``chunk``: a tile listing more blocks than this is split over several programs whose float32
+    partial sums are added atomically (0 picks ``max(8, 2 * mean blocks per tile)``).
     """
 
     block_q: int = 128
@@ -45,6 +47,7 @@ class BackwardConfig:
     bn2: int = 32
     num_warps: int = 4
     num_stages: int = 2
+    chunk: int = 0  # list entries per work item before a tile is split; 0: automatic
 
     def check(self) -> None:
         if self.block_k % self.bn1 or self.block_q % self.bm1 or self.block_q % self.bm2 \
@@ -55,7 +58,8 @@ class BackwardConfig:
 def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfig:
     """``cfg`` with the plan's block sizes, tiles shrunk to divide them (all powers of two)."""
     out = BackwardConfig(block_q, block_k, min(cfg.bm1, block_q), min(cfg.bn1, block_k),
-                         min(cfg.bm2, block_q), min(cfg.bn2, block_k), cfg.num_warps, cfg.num_stages)
+                         min(cfg.bm2, block_q), min(cfg.bn2, block_k), cfg.num_warps, cfg.num_stages,
+                         cfg.chunk)
     out.check()
     return out
 
@@ -64,10 +68,10 @@ def default_config(head_dim: int, interpret: bool) -> BackwardConfig:
     """Tiles for the GPU (by head dim) or small ones for Triton's interpreter."""
     if interpret:  # the interpreter pays per operation, not per element: few, mid-sized tiles
         return BackwardConfig(32, 32, 32, 32, 32, 32)
-    if head_dim <= 64:
-        return BackwardConfig(128, 128, 32, 128, 128, 32, num_warps=4, num_stages=2)
+    # measured on an H100 at 16k tokens (benchmarks/RESULTS.md): 64x64 plan blocks beat 128x128
+    # on bands and strided patterns (finer blocks skip more) and tie on causal
     if head_dim <= 128:
-        return BackwardConfig(128, 128, 32, 64, 64, 32, num_warps=4, num_stages=2)
+        return BackwardConfig(64, 64, 32, 64, 64, 32, num_warps=4, num_stages=2)
     return BackwardConfig(64, 64, 16, 32, 32, 16, num_warps=4, num_stages=1)
 
 
@@ -107,16 +111,21 @@ def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, str
 
 
 @triton.jit
-def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX, ORDER{targs},
+def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
                 sm_scale, qk_scale,
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                 sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
+                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
-    # heads vary fastest and tiles come heaviest first (ORDER): long rows start early
+    # heads vary fastest; work items (tile, chunk c of nc, slot) come heaviest first. A tile
+    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot]
     bh = tl.program_id(0)
-    pid = tl.load(ORDER + tl.program_id(1))
+    item = ITEMS + tl.program_id(1) * 4
+    pid = tl.load(item)
+    c0 = tl.load(item + 1)
+    nc = tl.load(item + 2)
+    slot = tl.load(item + 3)
     b = bh // HKV
     kvh = bh % HKV
     start_n = pid * BN
@@ -139,14 +148,14 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX, ORDER{tar
         DOh = DO + b * sdob + h * sdoh
         LSEh = LSE + (b * H + h) * nq
         DELTAh = DELTA + (b * H + h) * nq
-        for t in range(tl.load(NUM + row)):
+        for t in range(c0, tl.load(NUM + row), nc):
             qb = tl.load(IDX + row * idx_w + t)
             for s in range(0, BLOCK_Q, BM):
                 if qb * BLOCK_Q + s < nq:
                     dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
                                         BM=BM, D=D, MASKED=True, PREC=PREC, UPCAST=UPCAST)
-        for t in range(tl.load(FNUM + row)):
+        for t in range(c0, tl.load(FNUM + row), nc):
             qb = tl.load(FIDX + row * fidx_w + t)
             for s in range(0, BLOCK_Q, BM):
                 if qb * BLOCK_Q + s < nq:
@@ -154,10 +163,15 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, NUM, IDX, FNUM, FIDX, ORDER{tar
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
                                         BM=BM, D=D, MASKED=False, PREC=PREC, UPCAST=UPCAST)
     dk = dk * sm_scale
-    tl.store(DK + b * sdkb + kvh * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
-             dk.to(DK.dtype.element_ty), mask=io)
-    tl.store(DV + b * sdvb + kvh * sdvh + offs_n[:, None] * sdvn + offs_d[None, :],
-             dv.to(DV.dtype.element_ty), mask=io)
+    if slot < 0:
+        tl.store(DK + b * sdkb + kvh * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
+                 dk.to(DK.dtype.element_ty), mask=io)
+        tl.store(DV + b * sdvb + kvh * sdvh + offs_n[:, None] * sdvn + offs_d[None, :],
+                 dv.to(DV.dtype.element_ty), mask=io)
+    else:
+        part = BUF + ((bh * n_slots + slot) * 2 * BN + tl.arange(0, BN)[:, None]) * DP + offs_d[None, :]
+        tl.atomic_add(part, dk, sem="relaxed")
+        tl.atomic_add(part + BN * DP, dv, sem="relaxed")
 
 
 @triton.jit
@@ -185,16 +199,21 @@ def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, 
 
 
 @triton.jit
-def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX, ORDER{targs},
+def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
               sm_scale, qk_scale,
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-              nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w,
+              nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
               UPCAST: tl.constexpr):
-    # heads vary fastest and tiles come heaviest first (ORDER): long rows start early
+    # heads vary fastest; work items (tile, chunk c of nc, slot) come heaviest first. A tile
+    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot]
     bh = tl.program_id(0)
-    pid = tl.load(ORDER + tl.program_id(1))
+    item = ITEMS + tl.program_id(1) * 4
+    pid = tl.load(item)
+    c0 = tl.load(item + 1)
+    nc = tl.load(item + 2)
+    slot = tl.load(item + 3)
     b = bh // H
     h = bh % H
     kvh = h // (H // HKV)
@@ -215,14 +234,14 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX, ORDER{targs},
     Vh = V + b * svb + kvh * svh
     dq = tl.zeros([BM, DP], dtype=tl.float32)
     row = (h * GT // H) * rows + qb
-    for t in range(tl.load(NUM + row)):
+    for t in range(c0, tl.load(NUM + row), nc):
         kb = tl.load(IDX + row * idx_w + t)
         for s in range(0, BLOCK_K, BN):
             if kb * BLOCK_K + s < nk:
                 dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
                               nq, nk, grp, qk_scale{tnames},
                               BN=BN, D=D, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
-    for t in range(tl.load(FNUM + row)):
+    for t in range(c0, tl.load(FNUM + row), nc):
         kb = tl.load(FIDX + row * fidx_w + t)
         for s in range(0, BLOCK_K, BN):
             if kb * BLOCK_K + s < nk:
@@ -230,8 +249,12 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, NUM, IDX, FNUM, FIDX, ORDER{targs},
                               nq, nk, grp, qk_scale{tnames},
                               BN=BN, D=D, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
     dq = dq * sm_scale
-    tl.store(DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqm + offs_d[None, :], dq.to(DQ.dtype.element_ty),
-             mask=io)
+    if slot < 0:
+        tl.store(DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqm + offs_d[None, :],
+                 dq.to(DQ.dtype.element_ty), mask=io)
+    else:
+        part = BUF + ((bh * n_slots + slot) * BM + tl.arange(0, BM)[:, None]) * DP + offs_d[None, :]
+        tl.atomic_add(part, dq, sem="relaxed")
 '''
 
 

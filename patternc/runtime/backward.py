@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from types import ModuleType
 
+import numpy as np
 import torch
 import triton
 
@@ -33,26 +35,56 @@ def _nonempty(t: torch.Tensor) -> torch.Tensor:
     return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
 
 
-_ORDERS: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+@dataclass(frozen=True)
+class Schedule:
+    """The work items of one backward kernel and where split tiles' partial sums go.
 
-
-def tile_order(tables: BlockTables, tile: int, block: int, n: int) -> torch.Tensor:
-    """Tiles of ``tile`` rows (of ``n``, in plan blocks of ``block``) sorted by descending work.
-
-    Global rows / columns make a few tiles visit every block while the rest visit a handful;
-    launching those first keeps them from finishing alone at the end. Cached per table tensor.
+    ``items[i] = (tile, c, nc, slot)``: program ``i`` (per head) runs list entries ``c, c + nc, ...``
+    of ``tile``; ``slot >= 0`` when ``nc > 1``, the tile's float32 accumulator in the split buffer.
+    ``rows`` are the output rows of the split tiles and ``sel`` their places in that buffer.
     """
-    key = (id(tables.num), tile, n)
-    hit = _ORDERS.get(key)
+
+    items: torch.Tensor
+    n_slots: int
+    rows: torch.Tensor
+    sel: torch.Tensor
+
+
+_SCHEDULES: dict[tuple[int, int, int, int], tuple[torch.Tensor, Schedule]] = {}
+
+
+def schedule(tables: BlockTables, tile: int, block: int, n: int, chunk: int) -> Schedule:
+    """Work items over tiles of ``tile`` rows (``n`` rows in plan blocks of ``block``).
+
+    Global rows / columns make a few tiles visit every block while the rest visit a handful:
+    such tiles are split into chunks of about ``chunk`` blocks (see ``BackwardConfig.chunk``)
+    and items are sorted heaviest first so that the long ones start early. Cached per table.
+    """
+    key = (id(tables.num), tile, n, chunk)
+    hit = _SCHEDULES.get(key)
     if hit is not None and hit[0] is tables.num:
         return hit[1]
-    work = (tables.num + tables.full_num).sum(0)  # per plan row, over head groups
-    per_tile = work.repeat_interleave(block // tile)[: -(-n // tile)]
-    order = torch.sort(per_tile, descending=True, stable=True).indices.to(torch.int32)
-    if len(_ORDERS) > 256:
-        _ORDERS.clear()
-    _ORDERS[key] = (tables.num, order)
-    return order
+    work = (tables.num + tables.full_num).max(0).values.cpu().numpy().astype(np.int64)
+    per = np.repeat(work, block // tile)[: -(-n // tile)]
+    busy = per[per > 0]
+    target = chunk or (max(8, int(np.ceil(2 * busy.mean()))) if busy.size else 1)
+    nc = np.maximum(1, -(-per // target))
+    slot = np.full(per.size, -1, dtype=np.int64)
+    split = np.flatnonzero(nc > 1)
+    slot[split] = np.arange(split.size)
+    tiles = np.repeat(np.arange(per.size), nc)
+    c = np.arange(tiles.size) - np.repeat(np.cumsum(nc) - nc, nc)
+    heaviest_first = np.argsort(-(per[tiles] / nc[tiles]), kind="stable")
+    items = np.stack([tiles, c, nc[tiles], slot[tiles]], 1)[heaviest_first]
+    pos = (split[:, None] * tile + np.arange(tile)[None, :]).reshape(-1)
+    sel = np.arange(pos.size)
+    dev = tables.num.device
+    out = Schedule(torch.from_numpy(np.ascontiguousarray(items, dtype=np.int32)).to(dev), int(split.size),
+                   torch.from_numpy(pos[pos < n]).to(dev), torch.from_numpy(sel[pos < n]).to(dev))
+    if len(_SCHEDULES) > 256:
+        _SCHEDULES.clear()
+    _SCHEDULES[key] = (tables.num, out)
+    return out
 
 
 def _lastdim_contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -100,23 +132,33 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
 
     fwd, bwd = plan.forward, plan.backward
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    order_k = tile_order(bwd, cfg.bn1, plan.block_k, nk)
-    order_q = tile_order(fwd, cfg.bm2, plan.block_q, nq)
-    module.dkdv_kernel[(B * HKV, order_k.numel())](
-        q, k, v, do, lse2, delta, dk, dv, bwd.num, _nonempty(bwd.idx), bwd.full_num,
-        _nonempty(bwd.full_idx), order_k, *tables,
+    sk = schedule(bwd, cfg.bn1, plan.block_k, nk, cfg.chunk)
+    sq = schedule(fwd, cfg.bm2, plan.block_q, nq, cfg.chunk)
+    kbuf = torch.zeros((B * HKV, sk.n_slots, 2, cfg.bn1, DP), device=q.device, dtype=torch.float32)
+    qbuf = torch.zeros((B * H, sq.n_slots, cfg.bm2, DP), device=q.device, dtype=torch.float32)
+    module.dkdv_kernel[(B * HKV, sk.items.shape[0])](
+        q, k, v, do, lse2, delta, dk, dv, _nonempty(kbuf), bwd.num, _nonempty(bwd.idx), bwd.full_num,
+        _nonempty(bwd.full_idx), sk.items, *tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
-        bwd.full_idx.shape[-1],
+        bwd.full_idx.shape[-1], sk.n_slots,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
         UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    module.dq_kernel[(B * H, order_q.numel())](
-        q, k, v, do, lse2, delta, dq, fwd.num, _nonempty(fwd.idx), fwd.full_num,
-        _nonempty(fwd.full_idx), order_q, *tables,
+    module.dq_kernel[(B * H, sq.items.shape[0])](
+        q, k, v, do, lse2, delta, dq, _nonempty(qbuf), fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        _nonempty(fwd.full_idx), sq.items, *tables,
         *common, *dq.stride()[:3],
         nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
-        fwd.full_idx.shape[-1],
+        fwd.full_idx.shape[-1], sq.n_slots,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=DP,
         EVEN_K=nk % cfg.bn2 == 0, PREC=prec, UPCAST=upcast,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if sk.n_slots:  # split tiles: their float32 sums into dK, dV
+        part = kbuf.view(B, HKV, sk.n_slots, 2, cfg.bn1, DP).permute(3, 0, 1, 2, 4, 5)
+        part = part.reshape(2, B, HKV, sk.n_slots * cfg.bn1, DP)[:, :, :, sk.sel, :D]
+        dk[:, :, sk.rows] = part[0].to(dk.dtype)
+        dv[:, :, sk.rows] = part[1].to(dv.dtype)
+    if sq.n_slots:
+        part = qbuf.view(B, H, sq.n_slots * cfg.bm2, DP)[:, :, sq.sel, :D]
+        dq[:, :, sq.rows] = part.to(dq.dtype)
     return dq, dk, dv
