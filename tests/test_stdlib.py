@@ -135,6 +135,25 @@ def sparse_transformer_fixed_heads(p, j, nk, heads, l=None, c=None):  # type: ig
     return np.stack([a1 if h < heads // 2 else a2 for h in range(heads)])
 
 
+def sparse_transformer_local(p, j, nk, l=None):  # type: ignore[no-untyped-def]
+    l = _stride(nk, l)
+    return (j >= np.maximum(0, p - l)) & (j <= p)
+
+
+def sparse_transformer_stride(p, j, nk, l=None):  # type: ignore[no-untyped-def]
+    return ((p - j) % _stride(nk, l) == 0) & (j <= p)
+
+
+def sparse_transformer_block(p, j, nk, l=None):  # type: ignore[no-untyped-def]
+    l = _stride(nk, l)
+    return (j // l == p // l) & (j <= p)
+
+
+def sparse_transformer_summary(p, j, nk, l=None, c=None):  # type: ignore[no-untyped-def]
+    l, c = _stride(nk, l), _c(nk, c)
+    return (j % l >= l - c) & (j // l != p // l) & (j <= p)
+
+
 def star_transformer(p, j, nk):  # type: ignore[no-untyped-def]
     # relay at 0 (reads all, read by all); satellite i reads i - 1, i, i + 1
     return (np.abs(p - j) <= 1) | (p == 0) | (j == 0)
@@ -197,6 +216,12 @@ CASES = [
          {"l": 8, "c": 2}),
     Case("sparse_transformer", "sparse_transformer_fixed_heads", sparse_transformer_fixed_heads,
          "O(n sqrt n)", {"l": 8, "c": 3}, heads=4),
+    Case("sparse_transformer", "sparse_transformer_local", sparse_transformer_local, "O(n sqrt n)", {"l": 7}),
+    Case("sparse_transformer", "sparse_transformer_stride", sparse_transformer_stride, "O(n sqrt n)",
+         {"l": 7}),
+    Case("sparse_transformer", "sparse_transformer_block", sparse_transformer_block, "O(n sqrt n)", {"l": 9}),
+    Case("sparse_transformer", "sparse_transformer_summary", sparse_transformer_summary, "O(n sqrt n)",
+         {"l": 8, "c": 3}),
     Case("star_transformer", "star_transformer", star_transformer, "O(n)"),
     Case("star_transformer", "star_transformer_ring", star_transformer_ring, "O(n)"),
     Case("block_local", "block_local", block_local, "O(n)", {"b": 10}),
