@@ -76,7 +76,7 @@ def flex_block_mask(name: str, node: ir.Node, n: int, dev: str) -> tuple[Any, st
     try:
         from patternc.flex import to_flex
 
-        return to_flex(node, n, n), "to_flex"
+        return to_flex(node, n, n, device=dev), "to_flex"
     except ImportError:
         from torch.nn.attention.flex_attention import create_block_mask
 
@@ -193,19 +193,19 @@ def main() -> None:
     flex = torch.compile(flex_attention, dynamic=False)
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []
+    meta = dict(date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                B=B, H=H, D=D, dtype=str(DT))
     for n in ns:
         q, k, v = (torch.randn(B, H, n, D, device="cuda", dtype=DT) for _ in range(3))
         dense = dense_times(q, k, v)
         for name in names:
             rows.append(measure(name, n, q, k, v, flex, dense))
             print(json.dumps(rows[-1]), flush=True)
+            with open(os.path.join(out_dir, "bench_forward.json"), "w") as f:  # after every row
+                json.dump(dict(meta=meta, rows=rows), f, indent=1)
         del q, k, v
         torch.cuda.empty_cache()
-    meta = dict(date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-                B=B, H=H, D=D, dtype=str(DT))
-    with open(os.path.join(out_dir, "bench_forward.json"), "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
     print(table(meta, rows))
 
 
