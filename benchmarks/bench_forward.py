@@ -6,8 +6,8 @@ and dense SDPA (flash and cuDNN backends), in one process, bf16, B=1, H=16, D=64
 
 Prints a markdown table and writes ``$OUT/bench_forward.json`` (``$OUT`` defaults to ``.``).
 Useful TFLOP/s = ``4 * nnz * D * H * B / time`` with ``nnz`` the pattern's exact pair count
-(``patternc.analysis.report``). FlexAttention's BlockMask comes from ``patternc.flex.to_flex``
-when it exists, else from ``create_block_mask`` with an equivalent hand-written ``mask_mod``.
+(``patternc.analysis.report``). FlexAttention's BlockMask comes from ``create_block_mask`` with an
+equivalent hand-written ``mask_mod`` (``FLEX_MASK=to_flex``: from ``patternc.flex.to_flex``).
 """
 
 from __future__ import annotations
@@ -73,15 +73,16 @@ def mask_mods(n: int, dev: str) -> dict[str, Callable[..., Any]]:
 
 
 def flex_block_mask(name: str, node: ir.Node, n: int, dev: str) -> tuple[Any, str]:
-    try:
+    """FlexAttention's BlockMask: ``create_block_mask`` on a hand-written mask_mod (as a user would,
+    and as the DESIGN.md anchors did), or ``patternc.flex.to_flex`` with ``FLEX_MASK=to_flex``."""
+    if os.environ.get("FLEX_MASK") == "to_flex":
         from patternc.flex import to_flex
 
         return to_flex(node, n, n, device=dev), "to_flex"
-    except ImportError:
-        from torch.nn.attention.flex_attention import create_block_mask
+    from torch.nn.attention.flex_attention import create_block_mask
 
-        bm = create_block_mask(mask_mods(n, dev)[name], None, None, n, n, device=dev, _compile=True)
-        return bm, "create_block_mask"
+    bm = create_block_mask(mask_mods(n, dev)[name], None, None, n, n, device=dev, _compile=True)
+    return bm, "create_block_mask"
 
 
 def nnz_of(node: ir.Node, n: int) -> int:
