@@ -24,7 +24,8 @@ kernels that consume these fields.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -42,21 +43,50 @@ KINDS = ("blocks", "heavy_rows", "residue")
 
 @dataclass(frozen=True, eq=False)
 class Branch:
-    """One disjoint part of one head group's pattern and the form it runs in (module docstring)."""
+    """One disjoint part of one head group's pattern and the form it runs in (module docstring).
+
+    The block lists are built on first access (``rows``, ``forward``, ``cols``, ``backward``):
+    describing a plan's branches costs a classification each, not a second set of tables.
+    """
 
     kind: str
     group: int
     pattern: ir.Node
-    rows: torch.Tensor  # int32 [m]: query blocks with work, ascending
-    forward: BlockTables  # [1, m, ...]: row i lists the key blocks of query block rows[i]
-    cols: torch.Tensor  # int32 [m']: key blocks with work
-    backward: BlockTables  # [1, m', ...]: the transpose, row i for key block cols[i]
-    cost: int = 0
+    states: BlockRLE = field(repr=False)  # exact block states of ``pattern``
+    cost: int = 0  # non-empty blocks
     heavy_rows: tuple[int, ...] = ()
     heavy_cols: tuple[int, ...] = ()
     split: int = 1
     modulus: int = 1
     gathered: ir.Node | None = None
+
+    @cached_property
+    def _fwd(self) -> tuple[torch.Tensor, BlockTables]:
+        return _compact(self.states)
+
+    @cached_property
+    def _bwd(self) -> tuple[torch.Tensor, BlockTables]:
+        return _compact(transpose(self.states))
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """int32 ``[m]``: the query blocks with work, ascending."""
+        return self._fwd[0]
+
+    @property
+    def forward(self) -> BlockTables:
+        """``[1, m, ...]`` tables: row ``i`` lists the key blocks of query block ``rows[i]``."""
+        return self._fwd[1]
+
+    @property
+    def cols(self) -> torch.Tensor:
+        """int32 ``[m']``: the key blocks with work, ascending."""
+        return self._bwd[0]
+
+    @property
+    def backward(self) -> BlockTables:
+        """The transpose: row ``i`` lists the query blocks of key block ``cols[i]``."""
+        return self._bwd[1]
 
 
 def modulus(node: ir.Node) -> int:
@@ -148,43 +178,41 @@ def _heavy(counts: np.ndarray, typical: float) -> tuple[tuple[int, ...], int]:
     return tuple(int(x) for x in heavy), split
 
 
-def _counts(t: BlockTables, rows: torch.Tensor, size: int) -> np.ndarray:
-    out = np.zeros(size, dtype=np.int64)
-    out[rows.numpy().astype(np.int64)] = (t.num[0] + t.full_num[0]).numpy()
-    return out
+def row_counts(rle: BlockRLE) -> np.ndarray:
+    """Non-empty blocks per row."""
+    ne = rle.state != EMPTY
+    return np.bincount(rle.row[ne], weights=(rle.stop - rle.start)[ne], minlength=rle.R).astype(np.int64)
 
 
 def branches(per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> tuple[Branch, ...]:
     """The disjoint branches of every head group (module docstring)."""
     out: list[Branch] = []
     for k, (node, whole) in enumerate(per_group):
-        row_typical = _typical(whole)
-        col_typical = _typical(transpose(whole))
+        row_typical = _typical(row_counts(whole))
+        col_typical = _typical(row_counts(transpose(whole)))
+        parts = union_parts(node)
         seen: ir.Node | None = None
-        for part in union_parts(node):
+        for part in parts:
             part = optimize(part)
             mine = part if seen is None else optimize(ir.Diff(part, seen))
             seen = part if seen is None else seen | part
-            rle = classify_exact(mine, g) if g.nqb and g.nkb else whole
-            rows, fwd = _compact(rle)
-            cols, bwd = _compact(transpose(rle))
-            rc, cc = _counts(fwd, rows, g.nqb), _counts(bwd, cols, g.nkb)
+            empty = not (g.nqb and g.nkb)
+            rle = whole if len(parts) == 1 or empty else classify_exact(mine, g)
+            rc = row_counts(rle)
             if rc.sum() == 0:
                 continue
             heavy_r, split = _heavy(rc, row_typical)
-            heavy_c, _ = _heavy(cc, col_typical)
+            heavy_c, _ = _heavy(row_counts(transpose(rle)), col_typical)
             r = modulus(mine) if dependence(mine) <= {"d"} else 1
             form = gathered(mine, r) if r > 1 else None
             form = None if form is None else optimize(form)
             kind = "residue" if form is not None else ("heavy_rows" if heavy_r else "blocks")
-            out.append(Branch(kind, k, mine, rows, fwd, cols, bwd, int(rc.sum()), heavy_r, heavy_c, split,
+            out.append(Branch(kind, k, mine, rle, int(rc.sum()), heavy_r, heavy_c, split,
                               r if form is not None else 1, form))
     return tuple(out)
 
 
-def _typical(rle: BlockRLE) -> float:
+def _typical(counts: np.ndarray) -> float:
     """The median number of non-empty blocks over the non-empty rows."""
-    n = (rle.stop - rle.start)[rle.state != EMPTY]
-    counts = np.bincount(rle.row[rle.state != EMPTY], weights=n, minlength=rle.R)
     counts = counts[counts > 0]
     return float(np.median(counts)) if counts.size else 0.0
