@@ -163,6 +163,12 @@ def main() -> None:
     out_dir = os.environ.get("OUT", ".")
     ns = [int(x) for x in os.environ.get("NS", "16384,65536").split(",")]
     names = [p for p in PATTERNS if not os.environ.get("ONLY") or os.environ["ONLY"] in p]
+    import torch._dynamo.config
+
+    # one recompilation per BlockMask: past the default limit (8) dynamo would fall back to eager
+    # flex_attention, which materializes n x n scores (256 GiB at 64k tokens)
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.cache_size_limit = 64
     flex = torch.compile(flex_attention, dynamic=False)
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []

@@ -91,6 +91,49 @@ def _lastdim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """Everything a call needs that depends only on (pattern, shapes, dtype, device, config)."""
+
+    module: ModuleType
+    tables: tuple[torch.Tensor, ...]
+    plan: Plan
+    cfg: gen.BackwardConfig
+    groups: int
+    sk: Schedule
+    sq: Schedule
+    dp: int
+    prec: str
+    upcast: bool
+    dummy: torch.Tensor
+
+
+def _setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
+           config: gen.BackwardConfig | None, plan: Plan | None) -> _Setup:
+    groups = ir.head_counts(node)
+    node = ir.concretize(node, nk)
+    cfg = config or gen.default_config(D, interpreting())
+    if plan is None:
+        plan = cached_plan(node, nq, nk, cfg.block_q, cfg.block_k, H, device)
+    plan = plan.to(device)
+    cfg = gen.fit_config(cfg, plan.block_q, plan.block_k)
+    module, table_args = kernels(node, groups)
+    # Triton's interpreter multiplies bfloat16 wrongly (CPU only): compute in float32 there
+    upcast = interpreting() and dtype == torch.bfloat16
+    return _Setup(module, tuple(cached_table(t, nq, nk, device) for t in table_args), plan, cfg, groups,
+                  schedule(plan.backward, cfg.bn1, plan.block_k, nk, cfg.chunk),
+                  schedule(plan.forward, cfg.bm2, plan.block_q, nq, cfg.chunk),
+                  max(16, triton.next_power_of_2(D)), "ieee" if dtype == torch.float32 or upcast else "tf32",
+                  upcast, torch.zeros(1, device=device))
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
+                  config: gen.BackwardConfig | None) -> _Setup:
+    # one lookup per call instead of a dozen: small backward calls are bound by host time
+    return _setup(node, H, nq, nk, D, dtype, device, config, None)
+
+
 def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
              do: torch.Tensor, node: ir.Node, scale: float | None = None, *, plan: Plan | None = None,
              config: gen.BackwardConfig | None = None,
@@ -108,57 +151,51 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if min(B, H, nq, nk, D) == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    groups = ir.head_counts(node)
-    node = ir.concretize(node, nk)
-    cfg = config or gen.default_config(D, interpreting())
-    if plan is None:
-        plan = cached_plan(node, nq, nk, cfg.block_q, cfg.block_k, H, str(q.device))
-    plan = plan.to(q.device)
-    cfg = gen.fit_config(cfg, plan.block_q, plan.block_k)
-    module, table_args = kernels(node, groups)
-    tables = [cached_table(t, nq, nk, str(q.device)) for t in table_args]
-    DP = max(16, triton.next_power_of_2(D))
-    # Triton's interpreter multiplies bfloat16 wrongly (CPU only): compute in float32 there
-    upcast = interpreting() and q.dtype == torch.bfloat16
-    prec = "ieee" if q.dtype == torch.float32 or upcast else "tf32"
-
-    delta = torch.empty((B, H, nq), device=q.device, dtype=torch.float32)
-    lse2 = torch.empty_like(delta)
-    bmp = 64 if not interpreting() else 16
-    gen.preprocess_kernel[(triton.cdiv(nq, bmp), B * H)](
-        out, do, lse, lse if dlse is None else dlse, delta, lse2, *out.stride()[:3], *do.stride()[:3],
-        *lse.stride(), *(lse if dlse is None else dlse).stride(), nq, H,
-        BM=bmp, D=D, DP=DP, HAS_DLSE=dlse is not None)
-
+    dev = str(q.device)
+    st = (_cached_setup(node, H, nq, nk, D, q.dtype, dev, config) if plan is None
+          else _setup(node, H, nq, nk, D, q.dtype, dev, config, plan))
+    delta, lse2 = _preprocess(out, do, lse, dlse, st.dp)
+    cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
+    kbuf = torch.zeros((B * HKV, sk.n_slots, 2, cfg.bn1, st.dp), device=q.device) if sk.n_slots else st.dummy
+    qbuf = torch.zeros((B * H, sq.n_slots, cfg.bm2, st.dp), device=q.device) if sq.n_slots else st.dummy
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    sk = schedule(bwd, cfg.bn1, plan.block_k, nk, cfg.chunk)
-    sq = schedule(fwd, cfg.bm2, plan.block_q, nq, cfg.chunk)
-    kbuf = torch.zeros((B * HKV, sk.n_slots, 2, cfg.bn1, DP), device=q.device, dtype=torch.float32)
-    qbuf = torch.zeros((B * H, sq.n_slots, cfg.bm2, DP), device=q.device, dtype=torch.float32)
-    module.dkdv_kernel[(B * HKV, sk.items.shape[0])](
-        q, k, v, do, lse2, delta, dk, dv, _nonempty(kbuf), bwd.num, _nonempty(bwd.idx), bwd.full_num,
-        _nonempty(bwd.full_idx), sk.items, *tables,
+    st.module.dkdv_kernel[(B * HKV, sk.items.shape[0])](
+        q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
+        _nonempty(bwd.full_idx), sk.items, *st.tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
-        nq, nk, H, HKV, groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
+        nq, nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1], sk.n_slots,
-        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=DP, PREC=prec,
-        UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    module.dq_kernel[(B * H, sq.items.shape[0])](
-        q, k, v, do, lse2, delta, dq, _nonempty(qbuf), fwd.num, _nonempty(fwd.idx), fwd.full_num,
-        _nonempty(fwd.full_idx), sq.items, *tables,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
+        UPCAST=st.upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    st.module.dq_kernel[(B * H, sq.items.shape[0])](
+        q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        _nonempty(fwd.full_idx), sq.items, *st.tables,
         *common, *dq.stride()[:3],
-        nq, nk, H, HKV, groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
+        nq, nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
         fwd.full_idx.shape[-1], sq.n_slots,
-        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=DP,
-        EVEN_K=nk % cfg.bn2 == 0, PREC=prec, UPCAST=upcast,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
+        EVEN_K=nk % cfg.bn2 == 0, PREC=st.prec, UPCAST=st.upcast,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if sk.n_slots:  # split tiles: their float32 sums into dK, dV
-        part = kbuf.view(B, HKV, sk.n_slots, 2, cfg.bn1, DP).permute(3, 0, 1, 2, 4, 5)
-        part = part.reshape(2, B, HKV, sk.n_slots * cfg.bn1, DP)[:, :, :, sk.sel, :D]
+        part = kbuf.view(B, HKV, sk.n_slots, 2, cfg.bn1, st.dp).permute(3, 0, 1, 2, 4, 5)
+        part = part.reshape(2, B, HKV, sk.n_slots * cfg.bn1, st.dp)[:, :, :, sk.sel, :D]
         dk[:, :, sk.rows] = part[0].to(dk.dtype)
         dv[:, :, sk.rows] = part[1].to(dv.dtype)
     if sq.n_slots:
-        part = qbuf.view(B, H, sq.n_slots * cfg.bm2, DP)[:, :, sq.sel, :D]
-        dq[:, :, sq.rows] = part.to(dq.dtype)
+        dq[:, :, sq.rows] = qbuf.view(B, H, sq.n_slots * cfg.bm2, st.dp)[:, :, sq.sel, :D].to(dq.dtype)
     return dq, dk, dv
+
+
+def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,
+                dp: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``delta = rowsum(dO * O) - dLSE`` and the base-2 LSE (``+inf`` on rows without keys)."""
+    B, H, nq, D = out.shape
+    delta = torch.empty((B, H, nq), device=out.device, dtype=torch.float32)
+    lse2 = torch.empty_like(delta)
+    g = lse if dlse is None else dlse
+    bm = 16 if interpreting() else 64
+    gen.preprocess_kernel[(triton.cdiv(nq, bm), B * H)](
+        out, do, lse, g, delta, lse2, *out.stride()[:3], *do.stride()[:3], *lse.stride(), *g.stride(), nq, H,
+        BM=bm, D=D, DP=dp, HAS_DLSE=dlse is not None)
+    return delta, lse2
