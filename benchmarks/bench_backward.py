@@ -74,7 +74,7 @@ def flex_block_mask(name: str, node: ir.Node, n: int, hand: bool = False) -> tup
             pass
     from torch.nn.attention.flex_attention import create_block_mask
 
-    bm = create_block_mask(mask_mods(n, "cuda")[name], None, None, n, n, device="cuda")
+    bm = create_block_mask(mask_mods(n, "cuda")[name], None, None, n, n, device="cuda", _compile=True)
     return bm, "create_block_mask"
 
 
