@@ -9,6 +9,7 @@ only, which a 1-D prefix sum over ``d`` decides in O(1) per block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,21 +115,25 @@ def dilated(g: Geometry, w: int, r: int) -> BlockRLE:
 
 
 def strided(g: Geometry, s: int) -> BlockRLE:
-    """``d % s == 0``: a block whose d-span (rows + cols - 1) reaches ``s`` holds a multiple of
-    ``s``; only blocks with a shorter span (all of them when the blocks are small, else the
-    last row and column) need the resolver."""
+    """``d % s == 0``: a tile holds every ``d`` of a range as long as its rows + columns - 1, so
+    a tile whose span reaches ``s`` holds a multiple of ``s``: PARTIAL (FULL when ``s == 1``).
+    Only tiles with a shorter span (all of them when blocks are small, else short edge tiles)
+    are left UNKNOWN for the resolver."""
     R, C = g.nqb, g.nkb
-    if s == 1:
-        return from_intervals(R, C, np.arange(R), np.zeros(R), np.full(R, C), FULL)
-    if g.bq + g.bk - 1 < s:
-        return from_intervals(R, C, np.arange(R), np.zeros(R), np.full(R, C), UNKNOWN)
     rows = np.arange(R, dtype=np.int64)
-    inner = rows[rows < R - 1]
-    r_ = np.concatenate([inner, inner, [R - 1]])
-    c0 = np.concatenate([np.zeros(inner.size), np.full(inner.size, C - 1), [0]])
-    c1 = np.concatenate([np.full(inner.size, C - 1), np.full(inner.size, C), [C]])
-    st = np.concatenate([np.full(inner.size, PARTIAL), np.full(inner.size, UNKNOWN), [UNKNOWN]])
-    return from_intervals(R, C, r_, c0, c1, st)
+    if s == 1:
+        return from_intervals(R, C, rows, np.zeros(R), np.full(R, C), FULL)
+    if g.bq + g.bk - 1 < s:
+        return from_intervals(R, C, rows, np.zeros(R), np.full(R, C), UNKNOWN)
+    p0, p1 = g.q_span(rows)
+    last_k = g.nk - (C - 1) * g.bk  # keys in the last key block
+    short_row = (p1 - p0 + 1) + g.bk - 1 < s  # the row's full-width tiles are too short
+    short_last = (p1 - p0 + 1) + last_k - 1 < s  # its tile in the last key block is
+    body = np.where(short_row, UNKNOWN, PARTIAL)
+    tail = np.where(short_last, UNKNOWN, PARTIAL)
+    c0 = np.concatenate([np.zeros(R), np.full(R, C - 1)])
+    c1 = np.concatenate([np.full(R, C - 1), np.full(R, C)])
+    return from_intervals(R, C, np.concatenate([rows, rows]), c0, c1, np.concatenate([body, tail]))
 
 
 # ----------------------------------------------------------------------------- 1-D profiles
@@ -139,21 +144,19 @@ def count_states(cnt: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.where(cnt == 0, EMPTY, np.where(cnt == size, FULL, PARTIAL)).astype(np.uint8)
 
 
-def rows_from_mask(g: Geometry, m: np.ndarray) -> BlockRLE:
-    """A pattern of the query position only, given as a boolean per query index."""
-    cs = np.concatenate([[0], np.cumsum(m, dtype=np.int64)])
-    qb = np.arange(g.nqb, dtype=np.int64)
-    lo, hi = qb * g.bq, np.minimum((qb + 1) * g.bq, g.nq)
-    st = count_states(cs[hi] - cs[lo], hi - lo)
+def rows_from_cover(g: Geometry, cover: Callable[[np.ndarray], np.ndarray]) -> BlockRLE:
+    """A pattern of the query position only; ``cover(x)`` counts member positions below ``x``."""
+    qb, p0, p1 = g.all_rows()
+    st = count_states(cover(p1 + 1) - cover(p0), p1 - p0 + 1)
     return BlockRLE(g.nqb, g.nkb, qb, np.zeros(g.nqb, dtype=np.int64), st)
 
 
-def cols_from_mask(g: Geometry, m: np.ndarray) -> BlockRLE:
-    """A pattern of the key only, given as a boolean per key: one column profile for every row."""
-    cs = np.concatenate([[0], np.cumsum(m, dtype=np.int64)])
+def cols_from_cover(g: Geometry, cover: Callable[[np.ndarray], np.ndarray]) -> BlockRLE:
+    """A pattern of the key only (``cover(x)``: member keys below ``x``): one column profile,
+    the same for every row."""
     kb = np.arange(g.nkb, dtype=np.int64)
-    lo, hi = kb * g.bk, np.minimum((kb + 1) * g.bk, g.nk)
-    st = count_states(cs[hi] - cs[lo], hi - lo)
+    j0, j1 = g.k_span(kb)
+    st = count_states(cover(j1 + 1) - cover(j0), j1 - j0 + 1)
     change = np.ones(st.size, dtype=bool)
     change[1:] = st[1:] != st[:-1]
     starts, sts = kb[change], st[change]
@@ -171,7 +174,7 @@ def _residue_count(x: np.ndarray, l: int, c: int) -> np.ndarray:
 
 
 def fixed_columns(g: Geometry, l: int, c: int) -> BlockRLE:
-    return cols_from_mask(g, np.arange(g.nk, dtype=np.int64) % l >= l - c)
+    return cols_from_cover(g, lambda x: _residue_count(x, l, c))
 
 
 def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 
 from patternc import ir
 from patternc.lower import blocks as B
+from patternc.lower.intervals import evaluate
 from patternc.lower.predicate import NumpyEnv, predicate
 from patternc.lower.rle import (
     EMPTY,
@@ -90,14 +91,11 @@ def dependence(node: ir.Node) -> frozenset[str]:
 
 def _one_dim(node: ir.Node, g: B.Geometry) -> BlockRLE | None:
     dep = dependence(node)
-    env = NumpyEnv(g.nk)
-    zero = np.zeros(1, dtype=np.int64)
     if dep <= {"p"}:
-        p = np.arange(g.nq, dtype=np.int64) + g.off
-        return B.rows_from_mask(g, np.broadcast_to(predicate(node, p, zero, g.nk, env), p.shape))
+        rows = evaluate(node, min(g.off, 0), g.nk, g.nk)
+        return B.rows_from_cover(g, rows.cover)
     if dep <= {"j"}:
-        j = np.arange(g.nk, dtype=np.int64)
-        return B.cols_from_mask(g, np.broadcast_to(predicate(node, zero, j, g.nk, env), j.shape))
+        return B.cols_from_cover(g, evaluate(node, 0, g.nk, g.nk).cover)
     return None
 
 
@@ -105,33 +103,35 @@ def _group(kind: type, parts: list[ir.Node]) -> ir.Node:
     return parts[0] if len(parts) == 1 else kind(tuple(parts))
 
 
-def _nary(node: ir.Union | ir.Intersect, g: B.Geometry) -> BlockRLE:
+def _nary(node: ir.Union | ir.Intersect, g: B.Geometry, inside_d: bool) -> BlockRLE:
     table, product = (OR, OR_PRODUCT) if isinstance(node, ir.Union) else (AND, AND_PRODUCT)
     ps = [c for c in node.parts if dependence(c) <= {"p"}]
     js = [c for c in node.parts if c not in ps and dependence(c) <= {"j"}]
     rest = [c for c in node.parts if c not in ps and c not in js]
     acc: BlockRLE | None = None
     if ps and js:
-        acc = merge(classify(_group(type(node), ps), g), classify(_group(type(node), js), g), product)
+        pa = classify(_group(type(node), ps), g, inside_d)
+        acc = merge(pa, classify(_group(type(node), js), g, inside_d), product)
     else:
         rest = ps + js + rest
     for c in rest:
-        r = classify(c, g)
+        r = classify(c, g, inside_d)
         acc = r if acc is None else merge(acc, r, table)
     assert acc is not None
     return acc
 
 
-def _combine(node: ir.Node, g: B.Geometry) -> BlockRLE:
+def _combine(node: ir.Node, g: B.Geometry, inside_d: bool) -> BlockRLE:
     match node:
         case ir.Union() | ir.Intersect():
-            return _nary(node, g)
+            return _nary(node, g, inside_d)
         case ir.Diff(a, b):
             da, db = dependence(a), dependence(b)
             product = (da <= {"p"} and db <= {"j"}) or (da <= {"j"} and db <= {"p"})
-            return merge(classify(a, g), classify(b, g), DIFF_PRODUCT if product else DIFF)
+            table = DIFF_PRODUCT if product else DIFF
+            return merge(classify(a, g, inside_d), classify(b, g, inside_d), table)
         case ir.Complement(a):
-            return map_states(classify(a, g), NOT)
+            return map_states(classify(a, g, inside_d), NOT)
         case ir.Global(t):
             return merge(classify(ir.Rows(t), g), classify(ir.Cols(t), g), OR_PRODUCT)
         case ir.Prefix(m):
@@ -146,14 +146,16 @@ def _combine(node: ir.Node, g: B.Geometry) -> BlockRLE:
     return B.primitive(node, g)
 
 
-def classify(node: ir.Node, g: B.Geometry) -> BlockRLE:
+def classify(node: ir.Node, g: B.Geometry, inside_d: bool = False) -> BlockRLE:
     """Block states of a concrete, head-free pattern; undecided states may remain (see
-    :func:`classify_exact`) except in subtrees of ``d`` alone, which are always resolved."""
+    :func:`classify_exact`) except in subtrees of ``d`` alone, which are resolved once, at the
+    top of each such subtree (``inside_d``: the parent reads ``d`` alone, let it resolve)."""
     one = _one_dim(node, g)
     if one is not None:
         return one
-    rle = _combine(node, g)
-    if dependence(node) <= {"d"}:
+    d_only = dependence(node) <= {"d"}
+    rle = _combine(node, g, d_only)
+    if d_only and not inside_d:
         rle = _resolve(rle, lambda qb, kb: d_states(node, g, qb, kb))
     return rle
 

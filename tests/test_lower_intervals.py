@@ -1,0 +1,36 @@
+"""Interval sets (patterns of one coordinate) against Python sets."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from patternc.lower.intervals import IntervalSet
+
+LO, HI = -5, 40
+spans = st.lists(st.tuples(st.integers(-8, 45), st.integers(0, 9)), max_size=5)
+
+
+def _make(xs: list[tuple[int, int]]) -> tuple[IntervalSet, set[int]]:
+    s = IntervalSet.of(LO, HI, np.array([a for a, _ in xs], dtype=np.int64),
+                       np.array([a + n for a, n in xs], dtype=np.int64))
+    members = {v for a, n in xs for v in range(a, a + n) if LO <= v < HI}
+    return s, members
+
+
+def _members(s: IntervalSet) -> set[int]:
+    assert (s.starts < s.ends).all() and (s.starts[1:] > s.ends[:-1]).all(), "sorted, disjoint, not touching"
+    return {v for a, b in zip(s.starts.tolist(), s.ends.tolist()) for v in range(a, b)}
+
+
+@given(spans, spans)
+def test_set_algebra(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> None:
+    sa, ma = _make(a)
+    sb, mb = _make(b)
+    assert _members(sa) == ma
+    assert _members(sa.union(sb)) == ma | mb
+    assert _members(sa.intersect(sb)) == ma & mb
+    assert _members(sa.complement()) == set(range(LO, HI)) - ma
+    xs = np.arange(LO - 2, HI + 3)
+    assert sa.cover(xs).tolist() == [sum(1 for v in ma if v < x) for x in xs.tolist()]
