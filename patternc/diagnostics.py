@@ -77,8 +77,14 @@ class Diagnostic:
                           tuple(notes))
 
     @property
+    def column(self) -> int:
+        """The column shown to users: counted from 0, as SPEC section 3's example does
+        (Lark's spans, kept in ``span``, count from 1)."""
+        return self.span.col - 1
+
+    @property
     def location(self) -> str:
-        return f"{self.file}:{self.span.line}:{self.span.col}"
+        return f"{self.file}:{self.span.line}:{self.column}"
 
     def render(self, color: bool = False) -> str:
         """The text of SPEC section 3; ``color`` adds ANSI colors (for a terminal)."""
@@ -104,7 +110,7 @@ class Diagnostic:
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "severity": self.severity, "message": self.message, "file": self.file,
-                "line": self.span.line, "column": self.span.col, "end_line": self.span.end_line,
+                "line": self.span.line, "column": self.column, "end_line": self.span.end_line,
                 "end_column": self.span.end_col, "hint": self.hint, "notes": list(self.notes)}
 
 

@@ -120,7 +120,7 @@ def test_command_line_mistakes_exit_2(capsys: pytest.CaptureFixture[str], argv: 
 
 def test_bad_input_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "mask", "-e", "band(3", "--n", "4", "-o", str(tmp_path / "x.npy"))
-    assert code == 1 and "<expr>:1:5: error[SAP103]" in err
+    assert code == 1 and "<expr>:1:4: error[SAP103]" in err
     code, _, err = run(capsys, "check", str(tmp_path / "missing.sap"))
     assert code == 1 and "SAP503" in err
     code, _, err = run(capsys, "check", str(tmp_path))

@@ -38,16 +38,16 @@ def test_bad_fixture(path: Path) -> None:
     assert expected, f"{path.name} has no '# expect:' line"
     with pytest.raises(SapError) as info:
         patternc.load(path)
-    got = [(d.code, d.span.line, d.span.col, Path(d.file).name) for d in info.value.errors]
+    got = [(d.code, d.span.line, d.column, Path(d.file).name) for d in info.value.errors]
     assert sorted(got) == sorted(expected), str(info.value)
     for d in info.value.errors:
         text = d.render()
         # every diagnostic shows the source line with a caret under the span
         lines = text.splitlines()
-        assert lines[0].startswith(f"{d.file}:{d.span.line}:{d.span.col}: error[{d.code}]: ")
+        assert lines[0].startswith(f"{d.file}:{d.span.line}:{d.column}: error[{d.code}]: ")
         assert lines[1] == "    " + d.source_line.rstrip()
         assert lines[2].strip() and set(lines[2].strip()) == {"^"}
-        assert lines[2].index("^") == 4 + d.span.col - 1
+        assert lines[2].index("^") == 4 + d.column
 
 
 def test_spec_example_renders_exactly() -> None:
@@ -55,7 +55,7 @@ def test_spec_example_renders_exactly() -> None:
     with pytest.raises(SapError) as info:
         patternc.load(path)
     assert str(info.value) == (
-        f"{path}:4:25: error[SAP201]: dilation must be >= 1, got 0\n"
+        f"{path}:4:24: error[SAP201]: dilation must be >= 1, got 0\n"
         "    pattern p = band(256) | dilated(256, 0)\n"
         "                            ^^^^^^^^^^^^^^^\n"
         "    hint: dilated(w, 1) is band(w)")
@@ -68,8 +68,8 @@ def test_sap_error_is_a_pattern_error_with_diagnostics() -> None:
     assert isinstance(err, SapError)
     assert [d.code for d in err.diagnostics] == ["SAP201", "SAP201"]
     assert str(err).endswith("2 errors")
-    assert err.diagnostics[0].to_dict()["column"] == 1
-    assert err.diagnostics[1].to_dict()["column"] == 12
+    assert err.diagnostics[0].to_dict()["column"] == 0
+    assert err.diagnostics[1].to_dict()["column"] == 11
 
 
 def test_caret_spans_the_node_and_stops_at_the_end_of_the_line() -> None:

@@ -266,7 +266,7 @@ def test_pattern_call_errors_point_into_the_body_with_a_note(tmp_path: Path) -> 
         patternc.load(path)
     [d] = info.value.diagnostics
     assert (d.code, d.span.line, d.span.col) == ("SAP201", 1, 17)
-    assert d.notes == (f"in lf(w=-3) called at {path}:2:13",)
+    assert d.notes == (f"in lf(w=-3) called at {path}:2:12",)
 
 
 def test_recursion_is_an_error_with_the_cycle(tmp_path: Path) -> None:

@@ -544,7 +544,7 @@ class Resolver:
         exprs = self._bind(e, names, env, d.required)
         values = self._all(exprs.values(), env)
         args = dict(zip(exprs, values))
-        where = f"at {env.unit.source.name}:{e.span.line}:{e.span.col}"
+        where = f"at {env.unit.source.name}:{e.span.line}:{e.span.col - 1}"
         return self.call(d, args, env, where if args else None)
 
     def _primitive(self, e: ast.Call, env: _Env) -> ir.Node:
