@@ -192,21 +192,47 @@ def d_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np
     return B.count_states(cs[dmax - lo + 1] - cs[dmin - lo], dmax - dmin + 1)
 
 
-def tile_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray,
-                budget: int = 1 << 21) -> np.ndarray:
-    """Exact states of blocks by evaluating the predicate on each block's tile (in chunks of
-    about ``budget`` pairs). Short edge tiles repeat their last row / column, which changes
-    neither "any" nor "all"."""
-    out = np.empty(qb.size, dtype=np.uint8)
+def _border(g: B.Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of a tile's border cells: first and last row, first and last column. The border
+    meets every diagonal, row and column of the tile, so it decides patterns of ``d``, ``p`` or
+    ``j`` alone, and a mixed border proves any tile PARTIAL."""
+    bq, bk = g.bq, g.bk
+    ti = np.concatenate([np.zeros(bk), np.full(bk, bq - 1), np.arange(bq), np.arange(bq)]).astype(np.int64)
+    tj = np.concatenate([np.arange(bk), np.arange(bk), np.zeros(bq), np.full(bq, bk - 1)]).astype(np.int64)
+    return ti, tj
+
+
+def _evaluate(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray, ti: np.ndarray, tj: np.ndarray,
+              budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(any, all) of the predicate over cells ``(ti, tj)`` of each block (broadcastable offsets,
+    clipped to the block: short edge tiles repeat their last row / column, which changes neither)."""
+    anys, alls = np.empty(qb.size, dtype=bool), np.empty(qb.size, dtype=bool)
     env = NumpyEnv(g.nk)
-    step = max(1, budget // (g.bq * g.bk))
-    ti, tj = np.arange(g.bq, dtype=np.int64), np.arange(g.bk, dtype=np.int64)
+    cells = int(np.prod(np.broadcast_shapes(ti.shape, tj.shape)))
+    step = max(1, budget // max(cells, 1))
     for lo in range(0, qb.size, step):
         q, k = qb[lo:lo + step], kb[lo:lo + step]
         p0, p1 = g.q_span(q)
         j0, j1 = g.k_span(k)
-        p = np.minimum(p0[:, None] + ti, p1[:, None])[:, :, None]
-        j = np.minimum(j0[:, None] + tj, j1[:, None])[:, None, :]
-        m = np.broadcast_to(predicate(node, p, j, g.nk, env), (q.size, g.bq, g.bk)).reshape(q.size, -1)
-        out[lo:lo + step] = np.where(~m.any(1), EMPTY, np.where(m.all(1), FULL, PARTIAL))
+        shape = (q.size, *([1] * ti.ndim))
+        p = np.minimum(p0.reshape(shape) + ti, p1.reshape(shape))
+        j = np.minimum(j0.reshape(shape) + tj, j1.reshape(shape))
+        m = np.broadcast_to(predicate(node, p, j, g.nk, env), np.broadcast_shapes(p.shape, j.shape))
+        m = m.reshape(q.size, -1)
+        anys[lo:lo + step], alls[lo:lo + step] = m.any(1), m.all(1)
+    return anys, alls
+
+
+def tile_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray,
+                budget: int = 1 << 21) -> np.ndarray:
+    """Exact states of blocks from the predicate on their tiles: the border first (a mixed
+    border is PARTIAL), then whole tiles for the blocks whose border is uniform."""
+    ti, tj = _border(g)
+    anys, alls = _evaluate(node, g, qb, kb, ti, tj, budget)
+    out = np.full(qb.size, PARTIAL, dtype=np.uint8)
+    todo = np.flatnonzero(anys == alls)
+    if todo.size:
+        a, b = _evaluate(node, g, qb[todo], kb[todo], np.arange(g.bq, dtype=np.int64)[:, None],
+                         np.arange(g.bk, dtype=np.int64)[None, :], budget)
+        out[todo] = np.where(~a, EMPTY, np.where(b, FULL, PARTIAL))
     return out
