@@ -256,3 +256,10 @@ def test_generated_source_is_on_disk_and_readable() -> None:
     assert os.path.dirname(module.__file__).endswith("forward")
     assert "band(3) | random(2)" in text and "GQA = tl.constexpr(2)" in text
     assert [t.kind for t in tables] == ["random_keys"] and module.TABLES == (tables[0].name,)
+
+
+def test_more_queries_than_keys_have_negative_positions() -> None:
+    # nq > nk: the first positions are negative; floor division and the lowering must agree
+    node = ir.Blocks(5) | ir.RandomBlocks(2, 7) | (ir.Fixed(6, 2) & ~ir.Rows(ir.TokenList.of(-3, 2)))
+    check(node, 1, 2, 1, 50, 20, 32, torch.float32, plan=None)
+    check(node, 1, 2, 2, 50, 20, 32, torch.float16)
