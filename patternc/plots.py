@@ -167,7 +167,11 @@ def cost_figure(ns: Sequence[int], series: Mapping[str, Mapping[str, Sequence[fl
             ax.plot(ns, dense[key], ls="--", color="#555555", label="dense")
         _log_axes(ax)
         ax.set_title(label, fontsize=9)
-    axes[0].legend(fontsize=7)
+    if len(series) > 2:  # many patterns: one legend beside the panels, off the data
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.91, 0.5), fontsize=8, frameon=False)
+    else:
+        axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
