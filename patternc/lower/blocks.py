@@ -115,16 +115,16 @@ def dilated(g: Geometry, w: int, r: int) -> BlockRLE:
 
 
 def strided(g: Geometry, s: int) -> BlockRLE:
-    """``d % s == 0``: a tile holds every ``d`` of a range as long as its rows + columns - 1, so
-    a tile whose span reaches ``s`` holds a multiple of ``s``: PARTIAL (FULL when ``s == 1``).
-    Only tiles with a shorter span (all of them when blocks are small, else short edge tiles)
-    are left UNKNOWN for the resolver."""
+    """``d % s == 0``: a tile holds every ``d`` of a range as long as its rows + columns - 1.
+    When full tiles span at least ``s`` every one of them is PARTIAL (FULL for ``s == 1``) and
+    only short edge tiles are left UNKNOWN; otherwise each multiple of ``s`` in a row's range
+    of ``d`` lights a short run of key blocks, computed directly (exact)."""
     R, C = g.nqb, g.nkb
     rows = np.arange(R, dtype=np.int64)
     if s == 1:
         return from_intervals(R, C, rows, np.zeros(R), np.full(R, C), FULL)
     if g.bq + g.bk - 1 < s:
-        return from_intervals(R, C, rows, np.zeros(R), np.full(R, C), UNKNOWN)
+        return _strided_sparse(g, s)
     p0, p1 = g.q_span(rows)
     last_k = g.nk - (C - 1) * g.bk  # keys in the last key block
     short_row = (p1 - p0 + 1) + g.bk - 1 < s  # the row's full-width tiles are too short
@@ -134,6 +134,34 @@ def strided(g: Geometry, s: int) -> BlockRLE:
     c0 = np.concatenate([np.zeros(R), np.full(R, C - 1)])
     c1 = np.concatenate([np.full(R, C - 1), np.full(R, C)])
     return from_intervals(R, C, np.concatenate([rows, rows]), c0, c1, np.concatenate([body, tail]))
+
+
+def _strided_sparse(g: Geometry, s: int) -> BlockRLE:
+    """``strided(s)`` with tiles shorter than ``s``: key block ``kb`` (not the last) of a row
+    holds ``d = m s`` iff ``p0 - m s - bk + 1 <= kb bk <= p1 - m s``; these runs are disjoint."""
+    bk, C = g.bk, g.nkb
+    qb, p0, p1 = g.all_rows()
+    m_lo = -((-(p0 - (g.nk - 1))) // s)  # ceil((p0 - (nk - 1)) / s): smallest multiple in range
+    m_hi = p1 // s
+    cnt = np.maximum(m_hi - m_lo + 1, 0)
+    r = np.repeat(qb, cnt)
+    m = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt - m_lo, cnt)
+    a = -(-(p0[r] - m * s - bk + 1) // bk)
+    b = (p1[r] - m * s) // bk + 1
+    a, b = np.clip(a, 0, C - 1), np.clip(b, 0, C - 1)
+    ok = a < b
+    r, a, b = r[ok], a[ok], b[ok]
+    one = (p1 - p0 == 0)[r] & (bk == 1)
+    # the last key block (maybe short), decided on its own d-range
+    lj0, lj1 = g.k_span(np.array([C - 1]))
+    dmin, dmax = p0 - lj1[0], p1 - lj0[0]
+    hit = (dmax // s) * s >= dmin
+    full = hit & (p1 == p0) & (lj1[0] == lj0[0])
+    tail = np.where(full, FULL, PARTIAL)
+    rows = np.concatenate([r, qb[hit]])
+    return from_intervals(g.nqb, C, rows, np.concatenate([a, np.full(int(hit.sum()), C - 1)]),
+                          np.concatenate([b, np.full(int(hit.sum()), C)]),
+                          np.concatenate([np.where(one, FULL, PARTIAL), tail[hit]]))
 
 
 # ----------------------------------------------------------------------------- 1-D profiles

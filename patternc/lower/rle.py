@@ -141,6 +141,10 @@ def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarr
     return from_intervals(a.R, a.C, r[sel], c0[sel], c1[sel], st[sel])
 
 
+def _nonempty(a: BlockRLE) -> int:
+    return int((a.stop - a.start)[a.state != EMPTY].sum())
+
+
 def transpose(a: BlockRLE) -> BlockRLE:
     """The ``C x R`` transpose, computed from the changes between consecutive rows only."""
     R, C = a.R, a.C
@@ -165,6 +169,10 @@ def transpose(a: BlockRLE) -> BlockRLE:
     ch = sp != sa
     row, start, stop, sa = row[ch], start[ch], stop[ch], sa[ch]
     n = stop - start
+    if int(n.sum()) > 2 * _nonempty(a) + R:
+        # consecutive rows differ almost everywhere (periodic patterns): sort the blocks instead
+        rows, cols, states = expand(a, a.state != EMPTY)
+        return from_intervals(C, R, cols, rows, rows + 1, states)
     first = np.cumsum(n) - n
     cols = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first - start, n)
     t_rows, t_start, t_state = cols, np.repeat(row, n), np.repeat(sa, n)

@@ -184,12 +184,19 @@ def row_counts(rle: BlockRLE) -> np.ndarray:
     return np.bincount(rle.row[ne], weights=(rle.stop - rle.start)[ne], minlength=rle.R).astype(np.int64)
 
 
+def col_counts(rle: BlockRLE) -> np.ndarray:
+    """Non-empty blocks per column (a difference array over the runs, no transpose)."""
+    ne = rle.state != EMPTY
+    diff = np.bincount(rle.start[ne], minlength=rle.C + 1) - np.bincount(rle.stop[ne], minlength=rle.C + 1)
+    return np.cumsum(diff)[:rle.C].astype(np.int64)
+
+
 def branches(per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> tuple[Branch, ...]:
     """The disjoint branches of every head group (module docstring)."""
     out: list[Branch] = []
     for k, (node, whole) in enumerate(per_group):
         row_typical = _typical(row_counts(whole))
-        col_typical = _typical(row_counts(transpose(whole)))
+        col_typical = _typical(col_counts(whole))
         parts = union_parts(node)
         seen: ir.Node | None = None
         for part in parts:
@@ -202,7 +209,7 @@ def branches(per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> tuple[Br
             if rc.sum() == 0:
                 continue
             heavy_r, split = _heavy(rc, row_typical)
-            heavy_c, _ = _heavy(row_counts(transpose(rle)), col_typical)
+            heavy_c, _ = _heavy(col_counts(rle), col_typical)
             r = modulus(mine) if dependence(mine) <= {"d"} else 1
             form = gathered(mine, r) if r > 1 else None
             form = None if form is None else optimize(form)
