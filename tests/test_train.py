@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 import patternc
+
+# torch.compile's own imports warn about torch.jit deprecations; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 VOCAB, DIM, HEADS, KV_HEADS, N = 16, 32, 4, 2, 24
 HEAD_DIM = DIM // HEADS
