@@ -154,10 +154,32 @@ def classify(node: ir.Node, g: B.Geometry, inside_d: bool = False) -> BlockRLE:
     if one is not None:
         return one
     d_only = dependence(node) <= {"d"}
+    if d_only and not inside_d and g.nqb * g.nkb <= DENSE_D_CELLS and _periodic(node):
+        return dense_d(node, g)
     rle = _combine(node, g, d_only)
     if d_only and not inside_d:
         rle = _resolve(rle, lambda qb, kb: d_states(node, g, qb, kb))
     return rle
+
+
+DENSE_D_CELLS = 1 << 22
+"""A pattern of ``d`` alone with a stride touches about every block; below this many blocks it is
+cheaper to decide each block by prefix sums than to build runs primitive by primitive."""
+
+
+def _periodic(node: ir.Node) -> bool:
+    return any(isinstance(s, ir.Strided) for s in node.walk())
+
+
+def dense_d(node: ir.Node, g: B.Geometry) -> BlockRLE:
+    """Every block of a pattern of ``d`` alone, decided by prefix sums over ``d`` (O(1) each)."""
+    qb = np.repeat(np.arange(g.nqb, dtype=np.int64), g.nkb)
+    kb = np.tile(np.arange(g.nkb, dtype=np.int64), g.nqb)
+    st = d_states(node, g, qb, kb)
+    first = kb == 0
+    keep = first.copy()
+    keep[1:] |= st[1:] != st[:-1]
+    return BlockRLE(g.nqb, g.nkb, qb[keep], kb[keep], st[keep])
 
 
 def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> BlockRLE:
