@@ -263,3 +263,16 @@ def test_more_queries_than_keys_have_negative_positions() -> None:
     node = ir.Blocks(5) | ir.RandomBlocks(2, 7) | (ir.Fixed(6, 2) & ~ir.Rows(ir.TokenList.of(-3, 2)))
     check(node, 1, 2, 1, 50, 20, 32, torch.float32, plan=None)
     check(node, 1, 2, 2, 50, 20, 32, torch.float16)
+
+
+@given(patterns(max_leaves=8), st.integers(0, 40), st.integers(30, 100))
+def test_wrapped_predicates_are_the_same_python(node: ir.Node, indent: int, width: int) -> None:
+    import ast
+
+    from patternc.codegen.predicate import emit, wrap
+
+    expr = emit(node).expr
+    wrapped = wrap(expr, indent, width)
+    assert ast.dump(ast.parse(expr)) == ast.dump(ast.parse(wrapped))
+    if indent + len(expr) <= width:
+        assert wrapped == expr

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 2  # bump when the template changes: part of every cache key
+VERSION = 3  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,8 @@ def generate(spec: ForwardSpec) -> tuple[str, tuple[predicate.TableArg, ...]]:
     keep = [_KEEP_DOC.replace("{targs}", targs)]
     for k, e in enumerate(emitted):
         head = "if" if k == 0 else "elif"
-        keep.append(f"    {head} PRED == {k}:  # {spec.preds[k].sap()}\n        res = {e.expr}\n")
+        keep.append(f"    {head} PRED == {k}:  # {spec.preds[k].sap()}\n"
+                    f"        res = {predicate.wrap(e.expr, indent=14)}\n")
     keep.append("    return res\n")
     prec = ', input_precision="ieee"' if spec.dtype == "float32" or spec.upcast else ""
     up = ".to(tl.float32)" if spec.upcast else ""

@@ -242,6 +242,40 @@ def _emit(node: ir.Node, n: _Names, tables: list[TableArg]) -> _Val:
     raise TypeError(f"no predicate emitter for {node!r}")
 
 
+def _matching_paren(text: str) -> int:
+    """Index of the ``)`` closing the ``(`` at ``text[0]``."""
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return k
+    return -1
+
+
+def _split_top(inner: str) -> tuple[str, list[str]]:
+    """Split ``inner`` at its depth-0 ``" | "`` / ``" & "`` (the emitter uses one kind per group)."""
+    depth, start, parts, op = 0, 0, [], ""
+    for k, ch in enumerate(inner):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and inner[k:k + 3] in (" | ", " & "):
+            op = inner[k + 1]
+            parts.append(inner[start:k])
+            start = k + 3
+    return op, [*parts, inner[start:]]
+
+
+def wrap(expr: str, indent: int, width: int = 100) -> str:
+    """``expr`` broken over lines at its top-level ``|`` / ``&`` operands where it is longer than
+    ``width`` (continuation lines start at column ``indent``); the same expression to Python."""
+    if indent + len(expr) <= width or not expr.startswith("(") or _matching_paren(expr) != len(expr) - 1:
+        return expr
+    op, parts = _split_top(expr[1:-1])
+    if len(parts) < 2:
+        return expr
+    lines = [wrap(part, indent + 3, width) for part in parts]
+    return "(" + f"\n{' ' * (indent + 1)}{op} ".join(lines) + ")"
+
+
 def build_table(arg: TableArg, nq: int, nk: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The int32 contents of ``arg`` for a call with lengths ``(nq, nk)`` (see :class:`TableArg`)."""
     pos = np.arange(nq, dtype=np.int64) + (nk - nq)
