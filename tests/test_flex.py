@@ -120,3 +120,16 @@ def test_heads_pattern_needs_heads() -> None:
 def test_node_method_delegates() -> None:
     bm = ir.Band(3).to_flex(64, block_size=16)
     assert bm.kv_num_blocks.shape == (1, 1, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("node", [CASES[0][0], CASES[1][0], CASES[2][0]], ids=str)
+def test_flex_attention_on_gpu_equals_reference(node: ir.Node) -> None:
+    torch.manual_seed(0)
+    nq, nk = 700, 1000
+    q = torch.randn(1, 2, nq, 64, device="cuda")
+    k, v = torch.randn(1, 2, nk, 64, device="cuda"), torch.randn(1, 2, nk, 64, device="cuda")
+    bm = to_flex(node, nq, nk, device="cuda")
+    out = torch.compile(flex_attention)(q, k, v, block_mask=bm)
+    ref = attention(q.cpu(), k.cpu(), v.cpu(), node)
+    torch.testing.assert_close(out.cpu(), ref, atol=2e-3, rtol=2e-3)
