@@ -130,7 +130,9 @@ def _section(label: str, node: ir.Node, ns: list[int], block: int, small: int, h
         ("Cost versus n (log axes) beside dense attention; FLOPs are the forward 4 nnz D "
          f"per head, D = {head_dim}.", plots.cost_figure(ns, {label: _series(rows)}, _dense(ns, head_dim))),
     ]
-    mine = [r for r in records if _canonical(str(r["pattern"])) == node.sap()]
+    # dense SDPA: cuDNN only (the faster backend on H100), to keep the plot readable
+    mine = [r for r in records if _canonical(str(r["pattern"])) == node.sap()
+            and not str(r["system"]).startswith("sdpa flash")]
     if mine:
         devices = sorted({str(r.get("device", "?")) for r in mine})
         images.append((f"Measured on {', '.join(devices)} (median ms; recorded under benchmarks/).",
@@ -179,7 +181,8 @@ def load_timings(root: str | Path = ".") -> list[dict[str, Any]]:
     """Measured records from the JSON files under ``root/benchmarks/``.
 
     A record is a dict with ``pattern`` (``.sap`` text, compared in canonical form), ``n``,
-    ``system``, ``direction`` (``fwd`` / ``bwd``), ``ms`` and optionally ``device``. Files hold a
+    ``system``, ``direction`` (``fwd`` / ``bwd``), ``ms`` and optionally ``device`` and ``date``
+    (the newest record of a point is drawn). Files hold a
     list of records, or ``{"records": [...]}``, or a benchmark's ``{"meta": {...}, "rows": [...]}``
     whose rows have ``pattern``, ``N`` and ``<system>[_bwd]_ms`` columns (``ours``, ``flex``,
     ``sdpa_<backend>``), as ``benchmarks/bench_*.py`` write them. Unreadable files are skipped:
@@ -216,7 +219,7 @@ def _from_row(row: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]
         if m and isinstance(value, (int, float)):
             system = "patternc" if m["system"] == "ours" else m["system"].replace("_", " ")
             recs.append({"pattern": row["pattern"], "n": n, "system": system, "direction": m["dir"] or "fwd",
-                         "ms": float(value), "device": device})
+                         "ms": float(value), "device": device, "date": str(meta.get("date", ""))})
     return recs
 
 

@@ -144,6 +144,9 @@ def degree_histogram_figure(mask: Any, title: str = "") -> Figure:
     top = int(deg.max()) if deg.size else 0
     # log counts: a few global rows next to thousands of local ones stay visible
     ax.hist(deg, bins=min(50, top + 1), range=(-0.5, top + 0.5), color="#1f3b73", log=True)
+    ax.set_ylim(bottom=0.5)  # a bin holding one row stays visible
+    ax.yaxis.set_major_formatter(FuncFormatter(_short))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("keys per query row")
     ax.set_ylabel("rows (log)")
     ax.set_title(title or f"row degrees at nk={arr.shape[-1]} (mean {deg.mean():.1f})" if deg.size else "",
@@ -208,17 +211,20 @@ def _log_axes(ax: Any) -> None:
 
 
 def timing_figure(records: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
-    """Measured milliseconds versus ``n``: one line per (system, direction) in ``records``
-    (dicts with ``n``, ``system``, ``direction`` and ``ms``)."""
+    """Measured milliseconds versus ``n``: one colour per system, solid forward, dotted backward
+    (``records``: dicts with ``n``, ``system``, ``direction``, ``ms`` and optionally ``date``; of
+    several records for one point the newest is drawn)."""
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.add_subplot()
-    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for r in records:
-        lines.setdefault((str(r["system"]), str(r["direction"])), []).append((int(r["n"]), float(r["ms"])))
-    for (system, direction), pts in sorted(lines.items()):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"{system} {direction}",
-                ls="-" if direction == "fwd" else ":")
+    lines: dict[tuple[str, str], dict[int, float]] = {}
+    for r in sorted(records, key=lambda r: str(r.get("date", ""))):
+        lines.setdefault((str(r["system"]), str(r["direction"])), {})[int(r["n"])] = float(r["ms"])
+    systems = sorted({s for s, _ in lines}, key=lambda s: (s != "patternc", s))
+    colors = {s: f"C{i}" for i, s in enumerate(systems)}
+    for (system, direction), pts in sorted(lines.items(), key=lambda kv: (systems.index(kv[0][0]), kv[0][1])):
+        ns = sorted(pts)
+        ax.plot(ns, [pts[n] for n in ns], marker="o", ms=3, color=colors[system],
+                label=f"{system} {direction}", ls=":" if direction == "bwd" else "-")
     _log_axes(ax)
     ax.set_ylabel("ms (median)")
     ax.legend(fontsize=7)

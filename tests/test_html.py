@@ -105,12 +105,13 @@ def test_timings_from_a_benchmark_table(tmp_path: Path) -> None:
     rows = [{"N": 4096, "pattern": "band(256) | global([0..16])", "ours_ms": 0.5, "flex_ms": 9.3,
              "sdpa_cudnn_causal_ms": 2.0, "ours_bwd_ms": 1.5, "plan_ms": 3.0, "nnz": 123}]
     (tmp_path / "benchmarks" / "bench_forward.json").write_text(
-        json.dumps({"meta": {"gpu": "NVIDIA H100 80GB HBM3"}, "rows": rows}))
+        json.dumps({"meta": {"gpu": "NVIDIA H100 80GB HBM3", "date": "2026-11-22 08:12 UTC"}, "rows": rows}))
     got = sorted(load_timings(tmp_path), key=lambda r: (r["system"], r["direction"]))
     assert [(r["system"], r["direction"], r["ms"]) for r in got] == [
         ("flex", "fwd", 9.3), ("patternc", "bwd", 1.5), ("patternc", "fwd", 0.5),
         ("sdpa cudnn causal", "fwd", 2.0)]
     assert {r["device"] for r in got} == {"NVIDIA H100 80GB HBM3"} and {r["n"] for r in got} == {4096}
+    assert {r["date"] for r in got} == {"2026-11-22 08:12 UTC"}
     # the page matches records to patterns by canonical text: extra spaces and parentheses do not matter
     page = write_html(tmp_path / "t.html", [("lf", patternc.pattern("band(256)|(global([0..16]))"))], [64],
                       block=16, timings=got)

@@ -154,3 +154,13 @@ def test_cost_and_timing_figures_draw_every_series() -> None:
     fig = plots.timing_figure(recs)
     assert len(fig.axes[0].lines) == 4
     assert decode(plots.figure_png(fig)).size > 0
+
+
+def test_timing_figure_draws_the_newest_record_of_a_point() -> None:
+    recs = [{"n": 4096, "system": "patternc", "direction": "fwd", "ms": 9.0, "date": "2026-11-22 08:12 UTC"},
+            {"n": 4096, "system": "patternc", "direction": "fwd", "ms": 3.0, "date": "2026-11-22 09:30 UTC"},
+            {"n": 4096, "system": "patternc", "direction": "fwd", "ms": 7.0, "date": "2026-11-22 08:00 UTC"},
+            {"n": 8192, "system": "flex", "direction": "bwd", "ms": 5.0}]
+    lines = {ln.get_label(): ln for ln in plots.timing_figure(recs).axes[0].lines}
+    assert list(lines["patternc fwd"].get_ydata()) == [3.0]
+    assert lines["flex bwd"].get_linestyle() == ":" and lines["patternc fwd"].get_linestyle() == "-"
