@@ -115,3 +115,10 @@ def test_single_source_eccentricity(p: ir.Node, n: int, data: st.DataObject) -> 
         assert any(isinstance(x, (ir.Strided, ir.Dilated, ir.Fixed)) for x in p.walk())
     else:
         assert got == brute_eccentricity(p, n, source)
+
+
+@pytest.mark.parametrize("n,w", [(5000, 16), (4099, 7)])
+def test_causal_longformer_is_exact_beyond_the_token_graph(n: int, w: int) -> None:
+    # query n-1 reaches key 1 only along the band (key 0 is global, but sees only itself)
+    rf = receptive_field((ir.Band(w) | ir.Global(ir.TokenList.of(0))) & ir.Causal(), n)
+    assert rf.exact and rf.layers == -(-(n - 2) // w)

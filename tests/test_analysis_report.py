@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from patternc import ir
 from patternc.analysis import Report, render_reports, report
+from patternc.analysis.blocks import offset_block_stats
 from patternc.reference import mask
 
 from .strategies import lengths, patterns
@@ -72,17 +73,18 @@ def test_heads_report_per_group_and_union_receptive_field() -> None:
 
 
 def test_bounds_are_labelled_and_rendered() -> None:
-    causal_longformer = (ir.Band(16) | ir.Global(ir.TokenList.of(0))) & ir.Causal()
-    r = report(causal_longformer, 1 << 14, block=64)
+    # residue atoms stop the single-source search: the block graph and band(16) bound it
+    bounded = ir.Band(16) | ir.Strided(300) & ir.Rows(ir.TokenList.of(0))
+    r = report(bounded, 1 << 14, block=64)
     assert "receptive_field" in r.bounds and not r.is_exact("receptive_field")
     lo, hi = r.receptive_field, r.receptive_upper
     assert isinstance(lo, int) and hi is not None and lo <= hi
-    text = render_reports([("causal longformer", r), ("longformer", report(LONGFORMER, 1 << 14))])
+    text = render_reports([("bounded", r), ("longformer", report(LONGFORMER, 1 << 14))])
     assert f"{lo}..{hi}" in text
     for column in ("nnz", "density", "fwd FLOP", "nnz class", "min keys", "mean keys", "max keys",
                    "empty rows", "block density", "B=64/128", "receptive field", "D = 64"):
         assert column in text
-    assert "Θ(n)" in text and "causal longformer" in text
+    assert "Θ(n)" in text and "bounded" in text
 
 
 def test_render_marks_upper_bound_classes_and_never() -> None:
@@ -100,3 +102,19 @@ def test_bad_lengths_raise_pattern_errors() -> None:
         report(ir.Heads((ir.Band(1), ir.Causal())), 8, heads=3)
     with pytest.raises(ir.PatternError):
         report(ir.Strided(0), 8)
+
+
+TRANSLATION_INVARIANT = [
+    ir.Band(3), ir.Window(5, 0) & ir.Causal(), ir.Strided(7), ir.Dilated(3, 4) | ir.Band(1),
+    (ir.Window(6, 0) | ir.Strided(9)) & ir.Causal(), ~ir.Band(2), ir.Strided(3) - ir.Strided(6),
+]
+
+
+@pytest.mark.parametrize("p", TRANSLATION_INVARIANT, ids=str)
+@pytest.mark.parametrize("nq,nk,block", [(64, 64, 8), (13, 100, 16), (97, 97, 10), (1, 50, 7)])
+def test_offset_block_density_equals_the_dense_blocks(p: ir.Node, nq: int, nk: int, block: int) -> None:
+    stats = offset_block_stats(p, nq, nk, block)
+    assert stats is not None
+    density, heaviest = dense_block_density(mask(p, nq, nk=nk).numpy(), block)
+    assert stats[0] == pytest.approx(density) and stats[1] == heaviest
+    assert offset_block_stats(p | ir.Global(ir.TokenList.of(0)), nq, nk, block) is None

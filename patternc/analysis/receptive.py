@@ -34,15 +34,11 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from patternc import ir
+from patternc.analysis.blocks import offset_set
 from patternc.analysis.rows import (
-    DMod,
-    Iv,
     Sweep,
     block_graph,
-    compile_pattern,
-    concrete,
     dense_rows,
-    evaluate,
     has_pair,
     merged,
     row_counts,
@@ -204,24 +200,9 @@ def _hub(node: ir.Node, layer: ir.Node, n: int) -> int | None:
 def _offsets(node: ir.Node, n: int) -> np.ndarray | None:
     """``D[d + n - 1]``: offset ``d`` in ``[-(n-1), n-1]`` is in one layer (with the residual),
     for translation-invariant patterns; None for the others."""
-    formula, atoms = compile_pattern(node)
-    d = np.arange(-(n - 1), n, dtype=np.int64)
-    env: list[np.ndarray | bool] = []
-    for at in atoms:
-        if isinstance(at, DMod):
-            env.append(d % at.m == 0)
-        elif isinstance(at, Iv) and isinstance(at.node, (ir.Band, ir.Window, ir.Causal)):
-            match at.node:
-                case ir.Band(w):
-                    env.append(np.abs(d) <= w)
-                case ir.Window(left, right):
-                    env.append((d >= -concrete(right)) & (d <= concrete(left)))
-                case _:
-                    env.append(d >= 0)
-        else:
-            return None
-    out = np.broadcast_to(np.asarray(evaluate(formula, env), dtype=bool), d.shape).copy()
-    out[n - 1] = True
+    out = offset_set(node, -(n - 1), n - 1)
+    if out is not None:
+        out[n - 1] = True
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from patternc import ir
+from patternc.analysis.blocks import offset_block_stats
 from patternc.analysis.complexity import complexity
 from patternc.analysis.receptive import Receptive, receptive_field
 from patternc.analysis.rows import row_counts
@@ -85,9 +86,12 @@ def _check_lengths(n: int, nq: int, block: int, head_dim: int) -> None:
 
 
 def _blocks(node: ir.Node, nq: int, nk: int, block: int) -> tuple[float | None, int | None]:
-    """Block density (non-empty blocks over all blocks, averaged over head groups) and the most
-    key blocks any query block visits, from the lowering's exact block states: the same figures
-    as ``lower(...).stats`` without writing the tables."""
+    """Block density (non-empty blocks over all blocks) and the most key blocks any query block
+    visits, for a head-free pattern: from its offsets when it is translation-invariant, else from
+    the lowering's exact block states (the figures of ``lower(...).stats``, without the tables)."""
+    fast = offset_block_stats(ir.concretize(node, nk), nq, nk, block)
+    if fast is not None:
+        return fast
     try:
         from patternc.lower import Geometry, group_states
         from patternc.lower.rle import EMPTY
@@ -157,8 +161,7 @@ def _assemble(node: ir.Node, n: int, nq: int, H: int, block: int, head_dim: int,
         for f in ("density", "flops", "mean_keys", "max_keys", "min_keys"):
             bounds[f] = "upper bound (from nnz)"
         bounds["empty_rows"] = "lower bound (from nnz)"
-    bd, heavy = (groups[0].block_density, groups[0].heaviest_row) if len(groups) == 1 else \
-        _blocks(node, nq, n, block)
+    bd, heavy = _combine_blocks(groups, H)
     if bd is None:
         bounds["block_density"] = "unavailable: patternc.lower is not installed"
     rf = _receptive(list(members), n, block)
@@ -178,6 +181,17 @@ def _assemble(node: ir.Node, n: int, nq: int, H: int, block: int, head_dim: int,
         receptive_field=rf.to_json(), receptive_upper=rf.layers if rf.exact else rf.upper,
         receptive_method=rf.method,
         groups=tuple(groups), bounds=bounds)
+
+
+def _combine_blocks(groups: list[GroupReport], H: int) -> tuple[float | None, int | None]:
+    # every head counts once: the mean over heads of each head's block density
+    density, heaviest = 0.0, 0
+    for g in groups:
+        if g.block_density is None or g.heaviest_row is None:
+            return None, None
+        density += g.block_density * len(g.heads) / H
+        heaviest = max(heaviest, g.heaviest_row)
+    return density, heaviest
 
 
 def _receptive(patterns: list[ir.Node], n: int, block: int) -> Receptive:
