@@ -144,7 +144,11 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
     else:
         launch = _cached_setup(node, B, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg)
     if out.numel():
-        launch.run(q, k, v, out, lse, scale, B)
+        if q.is_cuda and q.device.index != torch.cuda.current_device():
+            with torch.cuda.device(q.device):  # Triton launches on the current device
+                launch.run(q, k, v, out, lse, scale, B)
+        else:
+            launch.run(q, k, v, out, lse, scale, B)
     return out, lse
 
 
