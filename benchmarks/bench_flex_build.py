@@ -37,6 +37,7 @@ STDLIB = ("longformer.longformer", "longformer.longformer_heads", "bigbird.bigbi
 
 def timed(fn: Callable[[], object], reps: int, sync: bool = True) -> float:
     out = []
+    sync = sync and torch.cuda.is_available()
     for _ in range(reps):
         if sync:
             torch.cuda.synchronize()
@@ -68,25 +69,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=65536)
     ap.add_argument("--json", default="")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--only", default="", help="substring filter on pattern labels")
     args = ap.parse_args(argv)
     from torch.nn.attention.flex_attention import create_block_mask
 
     torch._dynamo.config.cache_size_limit = 256  # one compiled create_block_mask per mask_mod
-    n, dev = args.n, "cuda"
+    n, dev = args.n, args.device
     pats = dict(ANCHORS)
     pats.update({k: v for k, v in stdlib_patterns().items() if k.removeprefix("stdlib ") in STDLIB})
-    gpu = torch.cuda.get_device_name()
+    gpu = torch.cuda.get_device_name() if dev == "cuda" else dev
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {gpu} torch {torch.__version__} n={n}")
     print(f"{'pattern':60s} {'cbm ms':>8s} {'cbm 1st s':>9s} {'lower ms':>9s} {'to_flex ms':>10s} same")
     rows = []
     for label, node in pats.items():
+        if args.only not in label:
+            continue
         G = ir.head_counts(node)
         heads = G if G > 1 else None
         try:
             mm = mask_mod(node, n, n, heads=heads, device=dev)
             t0 = time.perf_counter()
             theirs = create_block_mask(mm, None, heads, n, n, device=dev, _compile=True)
-            torch.cuda.synchronize()
+            if dev == "cuda":
+                torch.cuda.synchronize()
             first = time.perf_counter() - t0
             cbm = timed(lambda mm=mm, heads=heads: create_block_mask(mm, None, heads, n, n, device=dev,
                                                                      _compile=True), 10)
