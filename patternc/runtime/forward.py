@@ -167,26 +167,27 @@ def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.nd
     """Split each query block's FULL-then-PARTIAL block list into slices of at most ``split`` blocks
     (a row of ``c > split`` blocks becomes ``ceil(c / split)`` near-equal slices, each with its own
     workspace slot) and sort the items by cost, largest first: heavy rows no longer serialize the
-    kernel behind one program, and big items start before small ones fill the gaps."""
-    split = max(1, split)
-    rows: list[tuple[int, ...]] = []
-    merge: list[tuple[int, int, int]] = []
-    slot = 0
-    for qb, (f, p) in enumerate(zip(full_num.tolist(), num.tolist())):
-        c = f + p
-        if c <= split:
-            rows.append((c, qb, 0, f, 0, p, -1))
-            continue
-        k = -(-c // split)
-        size = -(-c // k)
-        for lo in range(0, c, size):
-            hi = min(c, lo + size)
-            rows.append((hi - lo, qb, min(lo, f), min(hi, f), max(lo - f, 0), max(hi - f, 0), slot))
-            slot += 1
-        merge.append((qb, slot - k, slot))
-    rows.sort(key=lambda r: -r[0])
-    items = np.array([r[1:] for r in rows], dtype=np.int32).reshape(-1, 6)
-    return items, np.array(merge, dtype=np.int32).reshape(-1, 3), slot
+    kernel behind one program, and big items start before small ones fill the gaps. Vectorized:
+    milliseconds for a million tokens."""
+    f = np.asarray(full_num, dtype=np.int64)
+    c = f + np.asarray(num, dtype=np.int64)
+    heavy = c > max(1, split)
+    size = np.where(heavy, -(-c // np.maximum(1, -(-c // max(1, split)))), np.maximum(c, 1))
+    pieces = np.where(heavy, -(-c // size), 1)  # slices per row (1 for light and empty rows)
+    row = np.repeat(np.arange(c.size), pieces)
+    first = np.cumsum(pieces) - pieces  # index of each row's first item
+    lo = (np.arange(row.size) - first[row]) * size[row]
+    hi = np.minimum(c[row], lo + size[row])
+    fr = f[row]
+    is_split = heavy[row]
+    slot = np.where(is_split, np.cumsum(is_split) - 1, -1)
+    items = np.stack([row, np.minimum(lo, fr), np.minimum(hi, fr), np.maximum(lo - fr, 0),
+                      np.maximum(hi - fr, 0), slot], axis=1)
+    items = items[np.argsort(-(hi - lo), kind="stable")].astype(np.int32)
+    split_rows = np.flatnonzero(heavy)
+    starts = np.cumsum(pieces[split_rows]) - pieces[split_rows]
+    merge = np.stack([split_rows, starts, starts + pieces[split_rows]], axis=1).astype(np.int32)
+    return items.reshape(-1, 6), merge.reshape(-1, 3), int(is_split.sum())
 
 
 def _auto_split(total_blocks: int, device: str) -> int:
