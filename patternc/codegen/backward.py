@@ -9,10 +9,14 @@ Three kernels per backward call:
   transposed tables (``plan.backward``: key-block rows listing query blocks), FULL blocks without
   the predicate and PARTIAL blocks with it, recomputes ``P`` from the saved LSE and accumulates
   ``dV += P^T dO`` and ``dK += dS^T Q``. Grouped-query attention loops over the query heads of
-  the KV head inside the program, so no atomics and no second pass are needed.
+  the KV head inside the program, so GQA needs no atomics and no second pass.
 * ``dq`` (generated): one program per ``BM`` queries of one head, walking ``plan.forward``.
 
-The pattern enters only through ``_pattern(p, j, grp, ...)``, emitted from the IR by
+Both generated kernels take a list of work items (``patternc.runtime.backward.schedule``):
+tiles heaviest first, and tiles with very long lists (global rows / columns) split over several
+programs that add float32 partial sums atomically into a small buffer.
+
+The pattern enters only through ``_pattern(p, j, i, grp, ...)``, emitted from the IR by
 ``patternc.codegen.predicate``; a ``heads(...)`` pattern gives one branch per head group.
 """
 
@@ -69,8 +73,8 @@ def default_config(head_dim: int, interpret: bool) -> BackwardConfig:
     if interpret:  # the interpreter pays per operation, not per element: few, mid-sized tiles
         return BackwardConfig(32, 32, 32, 32, 32, 32)
     # measured on an H100 at 16k tokens (benchmarks/RESULTS.md): 64x64 plan blocks beat 128x128
-    # on bands and strided patterns (finer blocks skip more) and tie on causal
-    # and, for D <= 64, 64-wide steps beat 32-wide ones on all six benchmark patterns (2-13%)
+    # on bands and strided patterns (finer blocks skip more) and tie on causal; for D <= 64,
+    # 64-wide steps beat 32-wide ones on all six benchmark patterns (by 2-13%)
     if head_dim <= 64:
         return BackwardConfig(64, 64, 64, 64, 64, 64, num_warps=4, num_stages=2)
     if head_dim <= 128:
