@@ -118,7 +118,8 @@ def test_timings_from_a_benchmark_table(tmp_path: Path) -> None:
     assert "Measured on NVIDIA H100 80GB HBM3" in page.read_text()
 
 
-def test_cli_report_html_and_mask_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_html_and_mask_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no recorded benchmarks/ here: exactly the four pictures
     src = tmp_path / "p.sap"
     src.write_text("pattern local(w = 4) = band(w) & causal\n")
     assert cli(["report", str(src), "--n", "64,128", "--html", str(tmp_path / "r.html")]) == 0
