@@ -526,7 +526,7 @@ def head_groups(node: Node, heads: int | None) -> list[Node]:
     if heads is None:
         if head_counts(node) != 1:
             raise PatternError("a heads(...) pattern needs the number of heads")
-        return [node]
+        return [select_head(node, 0, 1)]  # strips one-part heads(x) wrappers
     check_heads(node, heads)
     g = head_counts(node)
     return [select_head(node, h * g // heads, g) for h in range(heads)]

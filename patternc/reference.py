@@ -24,9 +24,9 @@ def mask(node: ir.Node, n: int, nk: int | None = None, heads: int | None = None)
     nq, nk = n, (n if nk is None else nk)
     if nq < 0 or nk < 0:
         raise ir.PatternError(f"lengths must be >= 0, got nq={nq}, nk={nk}")
-    if heads is None:
-        return torch.from_numpy(mask_np(node, nq, nk))
     groups = ir.head_groups(node, heads)
+    if heads is None:
+        return torch.from_numpy(mask_np(groups[0], nq, nk))
     cache: dict[ir.Node, np.ndarray] = {}
     for g in groups:
         if g not in cache:

@@ -71,3 +71,8 @@ def test_empty_rows_give_zero_not_nan() -> None:
     assert (out[:, :, [0, 2, 4]] == 0).all()
     out.sum().backward()
     assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
+
+
+def test_one_part_heads_needs_no_head_count() -> None:
+    p = ir.Heads((ir.Band(1),)) & ir.Causal()
+    assert torch.equal(mask(p, 6), mask(ir.Band(1) & ir.Causal(), 6))
