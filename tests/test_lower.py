@@ -153,19 +153,20 @@ def test_long_sequences_stay_sparse() -> None:
     assert 5 <= plan.forward.num[0, 100].item() + plan.forward.full_num[0, 100].item() <= 5 + 1 + 6
 
 
-@settings(max_examples=30)
+@settings(max_examples=40)
 @given(patterns(max_leaves=4), lengths(), block_sizes, block_sizes)
-def test_run_built_periodic_path(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) -> None:
-    # below DENSE_D_CELLS blocks, d-only patterns with a stride are decided block by block;
-    # force the run-built path (the one long sequences take) on the same random patterns
-    from patternc.lower import combine
+def test_run_built_paths(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) -> None:
+    # small grids take dense shortcuts (d-only patterns with long strides decided block by block,
+    # transposes as dense matrices); force the run-built paths that long sequences take
+    from patternc.lower import combine, rle
 
-    saved = combine.DENSE_D_CELLS
-    combine.DENSE_D_CELLS = 0
+    saved = combine.DENSE_D_CELLS, rle.DENSE_CELLS
+    combine.DENSE_D_CELLS, rle.DENSE_CELLS = 0, 0
     lower.cache_clear()
     try:
+        check_plan(node, *nqk, bq, bk)
         check_plan(node | ir.Strided(bq + bk + 1) & ir.Causal(), *nqk, bq, bk)
         check_plan(node & ir.Strided(max(1, bq + bk - 2)), *nqk, bq, bk)
     finally:
-        combine.DENSE_D_CELLS = saved
+        combine.DENSE_D_CELLS, rle.DENSE_CELLS = saved
         lower.cache_clear()

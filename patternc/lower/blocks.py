@@ -10,7 +10,7 @@ only, which a 1-D prefix sum over ``d`` decides in O(1) per block.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,8 @@ class Geometry:
     nk: int
     bq: int
     bk: int
+    # classifications already made at this geometry (one lowering: its branches share subtrees)
+    memo: dict[object, BlockRLE] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def off(self) -> int:

@@ -31,6 +31,7 @@ from patternc.lower.rle import (
     PARTIAL,
     BlockRLE,
     expand,
+    from_dense,
     is_exact,
     map_states,
     merge,
@@ -149,12 +150,20 @@ def _combine(node: ir.Node, g: B.Geometry, inside_d: bool) -> BlockRLE:
 def classify(node: ir.Node, g: B.Geometry, inside_d: bool = False) -> BlockRLE:
     """Block states of a concrete, head-free pattern; undecided states may remain (see
     :func:`classify_exact`) except in subtrees of ``d`` alone, which are resolved once, at the
-    top of each such subtree (``inside_d``: the parent reads ``d`` alone, let it resolve)."""
+    top of each such subtree (``inside_d``: the parent reads ``d`` alone, let it resolve).
+    Memoized in ``g.memo``."""
+    key = (node, inside_d)
+    if key not in g.memo:
+        g.memo[key] = _classify(node, g, inside_d)
+    return g.memo[key]
+
+
+def _classify(node: ir.Node, g: B.Geometry, inside_d: bool) -> BlockRLE:
     one = _one_dim(node, g)
     if one is not None:
         return one
     d_only = dependence(node) <= {"d"}
-    if d_only and not inside_d and g.nqb * g.nkb <= DENSE_D_CELLS and _periodic(node):
+    if d_only and not inside_d and g.nqb * g.nkb <= DENSE_D_CELLS and _periodic(node, g):
         return dense_d(node, g)
     rle = _combine(node, g, d_only)
     if d_only and not inside_d:
@@ -167,25 +176,29 @@ DENSE_D_CELLS = 1 << 22
 cheaper to decide each block by prefix sums than to build runs primitive by primitive."""
 
 
-def _periodic(node: ir.Node) -> bool:
-    return any(isinstance(s, ir.Strided) for s in node.walk())
+def _periodic(node: ir.Node, g: B.Geometry) -> bool:
+    """A stride longer than a tile's span: runs alternate along every row."""
+    return any(isinstance(s, ir.Strided) and int(s.s) > g.bq + g.bk - 1 for s in node.walk())
 
 
 def dense_d(node: ir.Node, g: B.Geometry) -> BlockRLE:
     """Every block of a pattern of ``d`` alone, decided by prefix sums over ``d`` (O(1) each)."""
-    qb = np.repeat(np.arange(g.nqb, dtype=np.int64), g.nkb)
-    kb = np.tile(np.arange(g.nkb, dtype=np.int64), g.nqb)
-    st = d_states(node, g, qb, kb)
-    first = kb == 0
-    keep = first.copy()
-    keep[1:] |= st[1:] != st[:-1]
-    return BlockRLE(g.nqb, g.nkb, qb[keep], kb[keep], st[keep])
+    _, p0, p1 = g.all_rows()
+    kb = np.arange(g.nkb, dtype=np.int64)
+    j0, j1 = g.k_span(kb)
+    dmin = (p0[:, None] - j1[None, :]).reshape(-1)
+    dmax = (p1[:, None] - j0[None, :]).reshape(-1)
+    st = _d_count_states(node, g, dmin, dmax)
+    return from_dense(st.reshape(g.nqb, g.nkb))
 
 
 def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> BlockRLE:
-    """Block states with every undecided block resolved on its tile."""
-    rle = classify(node, g)
-    return _resolve(rle, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
+    """Block states with every undecided block resolved on its tile (memoized in ``g.memo``)."""
+    key = ("exact", node)
+    if key not in g.memo:
+        rle = classify(node, g)
+        g.memo[key] = _resolve(rle, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
+    return g.memo[key]
 
 
 def _resolve(rle: BlockRLE, states_of) -> BlockRLE:  # type: ignore[no-untyped-def]
@@ -206,7 +219,10 @@ def d_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np
         return np.zeros(0, dtype=np.uint8)
     p0, p1 = g.q_span(qb)
     j0, j1 = g.k_span(kb)
-    dmin, dmax = p0 - j1, p1 - j0
+    return _d_count_states(node, g, p0 - j1, p1 - j0)
+
+
+def _d_count_states(node: ir.Node, g: B.Geometry, dmin: np.ndarray, dmax: np.ndarray) -> np.ndarray:
     lo, hi = int(dmin.min()), int(dmax.max())
     d = np.arange(lo, hi + 1, dtype=np.int64)
     f = np.broadcast_to(predicate(node, d, np.zeros(1, dtype=np.int64), g.nk, NumpyEnv(g.nk)), d.shape)

@@ -141,6 +141,26 @@ def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarr
     return from_intervals(a.R, a.C, r[sel], c0[sel], c1[sel], st[sel])
 
 
+def from_dense(states: np.ndarray) -> BlockRLE:
+    """Runs of a dense ``[R, C]`` state matrix."""
+    R, C = states.shape
+    flat = states.reshape(-1)
+    keep = np.zeros(flat.size, dtype=bool)
+    keep[::C] = True
+    keep[1:] |= flat[1:] != flat[:-1]
+    idx = np.flatnonzero(keep)
+    return BlockRLE(R, C, idx // C, idx % C, flat[idx].astype(np.uint8))
+
+
+def to_dense(a: BlockRLE) -> np.ndarray:
+    """The ``[R, C]`` state matrix (for small grids only)."""
+    return np.repeat(a.state, a.stop - a.start).reshape(a.R, a.C)
+
+
+DENSE_CELLS = 1 << 22
+"""Grids up to this many blocks are transposed as a dense matrix (a few bytes per block)."""
+
+
 def _nonempty(a: BlockRLE) -> int:
     return int((a.stop - a.start)[a.state != EMPTY].sum())
 
@@ -150,6 +170,8 @@ def transpose(a: BlockRLE) -> BlockRLE:
     R, C = a.R, a.C
     if R == 0 or C == 0:
         return uniform(C, R, EMPTY)
+    if R * C <= DENSE_CELLS and a.runs() * 8 > R:
+        return from_dense(np.ascontiguousarray(to_dense(a).T))
     # row r of `prev` holds row r - 1 of `a`; row 0 holds a sentinel state 0 (no state), so
     # every column starts a run at row 0 of the transpose
     nxt = a.row + 1
