@@ -276,3 +276,13 @@ def test_wrapped_predicates_are_the_same_python(node: ir.Node, indent: int, widt
     assert ast.dump(ast.parse(expr)) == ast.dump(ast.parse(wrapped))
     if indent + len(expr) <= width:
         assert wrapped == expr
+
+
+def test_strided_layouts_are_read_through_their_strides() -> None:
+    # [B, N, H, D] storage viewed as [B, H, N, D] (what most models hold), and a sliced head dim
+    q = torch.randn(2, 40, 4, 48)[..., :32].transpose(1, 2)
+    k = torch.randn(2, 56, 2, 32).transpose(1, 2)
+    v = torch.randn(2, 2, 56, 64)[..., ::2]
+    node = ir.Band(6) | ir.Cols(ir.TokenList.of(0))
+    out = attention(q, k, v, node)
+    torch.testing.assert_close(out, reference.attention(q, k, v, node), atol=2e-4, rtol=2e-4)
