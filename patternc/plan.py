@@ -17,6 +17,7 @@ Index rows are sorted ascending and padded with 0 past their count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class Plan:
     groups: int
     forward: BlockTables
     backward: BlockTables
-    strategies: tuple[Any, ...] = ()
+    strategies: Sequence[Any] = ()  # patternc.lower builds its branches lazily, on first access
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property

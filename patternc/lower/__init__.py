@@ -19,7 +19,7 @@ from patternc import ir
 from patternc.lower.blocks import Geometry
 from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
-from patternc.lower.strategies import Branch, branches
+from patternc.lower.strategies import Branch, Strategies
 from patternc.lower.tables import stats, tables
 from patternc.passes import optimize
 from patternc.plan import Plan
@@ -66,4 +66,4 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
     fwd = tables([rle for _, rle in per_group])
     bwd = tables([transpose(rle) for _, rle in per_group])
     return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd,
-                strategies=branches(per_group, g), stats=stats(fwd, bwd, g.nqb, g.nkb))
+                strategies=Strategies(per_group, g), stats=stats(fwd, bwd, g.nqb, g.nkb))

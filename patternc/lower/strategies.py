@@ -24,8 +24,10 @@ kernels that consume these fields.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import overload
 
 import numpy as np
 import torch
@@ -217,6 +219,34 @@ def branches(per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> tuple[Br
             out.append(Branch(kind, k, mine, rle, int(rc.sum()), heavy_r, heavy_c, split,
                               r if form is not None else 1, form))
     return tuple(out)
+
+
+class Strategies(Sequence[Branch]):
+    """The branches of a plan, computed on first access (a classification per union part: the
+    kernels that use only the whole-pattern tables never pay for them)."""
+
+    def __init__(self, per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> None:
+        self._args: tuple[list[tuple[ir.Node, BlockRLE]], Geometry] | None = (per_group, g)
+        self._items: tuple[Branch, ...] = ()
+
+    def _get(self) -> tuple[Branch, ...]:
+        if self._args is not None:
+            per_group, g = self._args
+            self._items, self._args = branches(per_group, Geometry(g.nq, g.nk, g.bq, g.bk)), None
+        return self._items
+
+    @overload
+    def __getitem__(self, i: int) -> Branch: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Branch]: ...
+    def __getitem__(self, i: int | slice) -> Branch | Sequence[Branch]:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return "Strategies(...)" if self._args is not None else f"Strategies({self._items!r})"
 
 
 def _typical(counts: np.ndarray) -> float:
