@@ -104,6 +104,10 @@ def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
     assert (a.R, a.C) == (b.R, b.C)
     if a.C == 0 or a.R == 0:
         return a
+    cells = a.R * a.C
+    if cells <= DENSE_CELLS and (a.runs() + b.runs()) * 16 > cells:
+        # runs almost as many as blocks (periodic patterns): a dense table lookup is cheaper
+        return from_dense(table[to_dense(a), to_dense(b)])
     ka, kb = a.keys(), b.keys()
     k = _union_keys(ka, kb)
     sa = a.state[np.searchsorted(ka, k, side="right") - 1]
