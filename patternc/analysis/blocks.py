@@ -14,8 +14,6 @@ import numpy as np
 from patternc import ir
 from patternc.analysis.rows import DMod, Iv, compile_pattern, concrete, evaluate
 
-TILES_PER_CHUNK = 1 << 20
-
 
 def offset_set(node: ir.Node, dlo: int, dhi: int) -> np.ndarray | None:
     """``D[d - dlo]`` for offsets ``d`` in ``[dlo, dhi]`` of a concrete, head-free,
@@ -39,25 +37,39 @@ def offset_set(node: ir.Node, dlo: int, dhi: int) -> np.ndarray | None:
 
 def offset_block_stats(node: ir.Node, nq: int, nk: int, block: int) -> tuple[float, int] | None:
     """(block density, most non-empty key blocks of a query block) of a concrete head-free
-    pattern, exactly, or None when it is not translation-invariant."""
-    off = nk - nq
-    dlo, dhi = off - (nk - 1), off + nq - 1  # every offset a pair can have
+    pattern, exactly, or None when it is not translation-invariant.
+
+    Tiles of full size on one diagonal ``t = qb - kb`` share their offset interval, so they are
+    decided once per diagonal; the last query block row and key block column (possibly short)
+    are decided tile by tile: ``O(nqb + nkb)`` in all."""
     if nq == 0 or nk == 0:
         return 0.0, 0
+    off = nk - nq
+    dlo, dhi = off - (nk - 1), off + nq - 1  # every offset a pair can have
     offsets = offset_set(node, dlo, dhi)
     if offsets is None:
         return None
     prefix = np.concatenate([[0], np.cumsum(offsets, dtype=np.int64)])
+
+    def meets(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        lo, hi = np.clip(lo, dlo, dhi + 1) - dlo, np.clip(hi, dlo - 1, dhi) - dlo
+        return (hi >= lo) & (prefix[np.maximum(hi, lo - 1) + 1] - prefix[lo] > 0)
+
     nqb, nkb = -(-nq // block), -(-nk // block)
-    kb = np.arange(nkb, dtype=np.int64)
-    j_lo, j_hi = kb * block, np.minimum(kb * block + block, nk) - 1
-    visited, heaviest = 0, 0
-    step = max(1, TILES_PER_CHUNK // nkb)
-    for q0 in range(0, nqb, step):
-        qb = np.arange(q0, min(nqb, q0 + step), dtype=np.int64)[:, None]
-        p_lo, p_hi = off + qb * block, off + np.minimum(qb * block + block, nq) - 1
-        lo, hi = p_lo - j_hi[None, :] - dlo, p_hi - j_lo[None, :] - dlo  # indices into offsets
-        per_row = ((prefix[hi + 1] - prefix[lo]) > 0).sum(axis=1)
-        visited += int(per_row.sum())
-        heaviest = max(heaviest, int(per_row.max()))
-    return visited / (nqb * nkb), heaviest
+    q_lo = off + np.arange(nqb, dtype=np.int64) * block
+    q_hi = off + np.minimum(np.arange(1, nqb + 1, dtype=np.int64) * block, nq) - 1
+    k_lo = np.arange(nkb, dtype=np.int64) * block
+    k_hi = np.minimum(k_lo + block, nk) - 1
+    # full-size tiles: qb < nqb - 1 and kb < nkb - 1, diagonal t = qb - kb in [-(nkb - 2), nqb - 2]
+    t = np.arange(-(nkb - 2), nqb - 1, dtype=np.int64)
+    diag = meets(off + t * block - (block - 1), off + t * block + (block - 1)).astype(np.int64)
+    cum = np.concatenate([[0], np.cumsum(diag)])
+    qb = np.arange(nqb - 1, dtype=np.int64)  # rows of full-size query blocks
+    # row qb, key blocks 0..nkb-2: diagonals qb - (nkb - 2) .. qb, i.e. indices qb .. qb + nkb - 2
+    per_row = np.zeros(nqb, dtype=np.int64)
+    if nkb > 1:
+        per_row[:-1] = cum[qb + nkb - 1] - cum[qb]
+    # last key block column for every row, and the last query block row for every key block
+    per_row += meets(q_lo - k_hi[-1], q_hi - k_lo[-1])
+    per_row[-1] += int(meets(q_lo[-1] - k_hi[:-1], q_hi[-1] - k_lo[:-1]).sum())
+    return int(per_row.sum()) / (nqb * nkb), int(per_row.max())

@@ -17,7 +17,7 @@ from patternc import ir
 from patternc.analysis.blocks import offset_block_stats
 from patternc.analysis.complexity import complexity
 from patternc.analysis.receptive import Receptive, receptive_field
-from patternc.analysis.rows import row_counts
+from patternc.analysis.rows import counts_and_blocks
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,9 @@ def _check_lengths(n: int, nq: int, block: int, head_dim: int) -> None:
 
 def _blocks(node: ir.Node, nq: int, nk: int, block: int) -> tuple[float | None, int | None]:
     """Block density (non-empty blocks over all blocks) and the most key blocks any query block
-    visits, for a head-free pattern: from its offsets when it is translation-invariant, else from
-    the lowering's exact block states (the figures of ``lower(...).stats``, without the tables)."""
+    visits, for a head-free pattern with residue atoms: from its offsets when it is
+    translation-invariant, else from the lowering's exact block states (the figures of
+    ``lower(...).stats``, without writing the tables)."""
     fast = offset_block_stats(ir.concretize(node, nk), nq, nk, block)
     if fast is not None:
         return fast
@@ -110,11 +111,11 @@ def _blocks(node: ir.Node, nq: int, nk: int, block: int) -> tuple[float | None, 
     return visited / (len(per_group) * nqb * nkb), heaviest
 
 
-def _group(node: ir.Node, heads: tuple[int, ...], counts: np.ndarray, nq: int, nk: int, block: int,
-           head_dim: int) -> GroupReport:
+def _group(node: ir.Node, heads: tuple[int, ...], counts: np.ndarray, blocks: tuple[float, int] | None,
+           nq: int, nk: int, block: int, head_dim: int) -> GroupReport:
     nnz = int(counts.sum())
     c = complexity(node)
-    bd, heavy = _blocks(node, nq, nk, block)
+    bd, heavy = blocks if blocks is not None else _blocks(node, nq, nk, block)
     return GroupReport(
         heads=heads, pattern=node.sap(), nnz=nnz, density=nnz / (nq * nk) if nq * nk else 0.0,
         flops=4 * nnz * head_dim, complexity=str(c), complexity_tight=c.tight,
@@ -141,10 +142,10 @@ def report(node: ir.Node, n: int, *, nq: int | None = None, block: int = 128, he
     bounds: dict[str, str] = {}
     groups, all_counts = [], []
     for g, hs in members.items():
-        rc = row_counts(g, nq, n)
+        rc, blocks = counts_and_blocks(g, nq, n, block)
         if not rc.exact:
             bounds["nnz"] = "upper bound: a residue formula with a long period was bounded by segment lengths"
-        groups.append(_group(g, tuple(hs), rc.counts, nq, n, block, head_dim))
+        groups.append(_group(g, tuple(hs), rc.counts, blocks, nq, n, block, head_dim))
         all_counts.append((rc.counts, len(hs)))
     return _assemble(node, n, nq, H, block, head_dim, groups, all_counts, members, bounds)
 

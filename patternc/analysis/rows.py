@@ -23,6 +23,7 @@ and otherwise counted by the segment length: an upper bound, flagged in ``RowCou
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,9 +142,12 @@ def evaluate(f: Formula, env: list[np.ndarray | bool]) -> np.ndarray | bool:
 # --------------------------------------------------------------------------- interval rows
 
 
-def merged(tokens: ir.TokenList, nk: int) -> tuple[np.ndarray, np.ndarray]:
-    """A token list as sorted disjoint ``[lo, hi)`` intervals clipped to ``[0, nk)``."""
-    ivs = sorted((max(a, 0), min(b, nk)) for a, b in tokens.intervals(nk) if min(b, nk) > max(a, 0))
+def merged(tokens: ir.TokenList, nk: int, clip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A token list as sorted disjoint ``[lo, hi)`` intervals, clipped to ``[0, nk)`` unless
+    ``clip`` is False (query positions can be negative when ``nq > nk``)."""
+    lo_cap, hi_cap = (0, nk) if clip else (-(1 << 62), 1 << 62)
+    ivs = sorted((max(a, lo_cap), min(b, hi_cap)) for a, b in tokens.intervals(nk)
+                 if min(b, hi_cap) > max(a, lo_cap))
     out: list[list[int]] = []
     for a, b in ivs:
         if out and a <= out[-1][1]:
@@ -179,7 +183,7 @@ def intervals(node: ir.Node, p: np.ndarray, nk: int) -> Rows:
             start = col // b * b
             return start, start + b
         case ir.Rows(t):
-            lo, hi = merged(t, nk)
+            lo, hi = merged(t, nk, clip=False)
             hit = in_tokens(col, lo, hi)
             return np.zeros_like(col), np.where(hit, nk, 0)
         case ir.Cols(t):
@@ -353,6 +357,63 @@ class Sweep:
         return p, a, b, counts
 
 
+def _tile_marks(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb: int) -> np.ndarray:
+    """``[query blocks, key blocks]`` marks of one chunk of rows that starts at a block boundary:
+    a tile is marked when a segment with keys overlaps it."""
+    width = nkb + 1
+    local = -(-a.shape[0] // size)
+    r, s = np.nonzero(counts > 0)
+    base = (r // size) * width  # row r of the chunk is in its local query block r // size
+    start, stop = base + a[r, s] // size, base + (b[r, s] - 1) // size + 1
+    marks = np.bincount(start, minlength=local * width) - np.bincount(stop, minlength=local * width)
+    return np.cumsum(marks.reshape(local, width), axis=1)[:, :nkb] > 0
+
+
+def _block_rows(size: int, nk: int) -> int:
+    # rows per chunk: whole query blocks, and at most ~4M tile marks at a time
+    width = -(-nk // size) + 1
+    return max(size, min(ROWS_PER_CHUNK, CELLS_PER_CHUNK * 2 // width * size) // size * size)
+
+
+def tile_rows(node: ir.Node, nq: int, nk: int, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first query block, marks[query blocks, key blocks])`` by chunks of query blocks:
+    exact (marked iff non-empty) for patterns without residue atoms, a superset otherwise.
+    ``node`` must be concrete."""
+    sweep = Sweep(node, nq, nk, 0, nk)
+    step = _block_rows(size, nk)
+    for i0 in range(0, nq, step):
+        _, a, b, counts = sweep.segments(i0, min(nq, i0 + step))
+        yield i0 // size, _tile_marks(a, b, counts, size, -(-nk // size))
+
+
+def counts_and_blocks(node: ir.Node, nq: int, nk: int,
+                      size: int) -> tuple[RowCounts, tuple[float, int] | None]:
+    """``row_counts`` and, in the same sweep, the exact (block density, heaviest query-block row)
+    of a pattern without residue atoms (None with residue atoms)."""
+    node = ir.concretize(node, nk)
+    ir.check_arguments(node)
+    if residue_atoms(node):
+        return row_counts(node, nq, nk), None
+    nqb, nkb = -(-nq // size), -(-nk // size)
+    sweep = Sweep(node, nq, nk, 0, nk)
+    out = np.zeros(nq, dtype=np.int64)
+    visited, heaviest = 0, 0
+    step = _block_rows(size, nk) if nkb else ROWS_PER_CHUNK
+    for i0 in range(0, nq if nk else 0, step):
+        i1 = min(nq, i0 + step)
+        _, a, b, counts = sweep.segments(i0, i1)
+        out[i0:i1] = counts.sum(axis=1)
+        per_row = _tile_marks(a, b, counts, size, nkb).sum(axis=1)
+        visited += int(per_row.sum())
+        heaviest = max(heaviest, int(per_row.max(initial=0)))
+    return RowCounts(out, True), (visited / (nqb * nkb) if nqb * nkb else 0.0, heaviest)
+
+
+def residue_atoms(node: ir.Node) -> int:
+    """How many distinct residue atoms a concrete pattern has (0: every segment is all keys)."""
+    return sum(1 for a in compile_pattern(node)[1] if not isinstance(a, Iv))
+
+
 def block_graph(node: ir.Node, n: int, size: int) -> np.ndarray:
     """``[nb, nb]`` booleans, ``nb = ceil(n / size)``: a superset of the non-empty blocks of the
     square pattern (a segment with keys marks every block it overlaps); all True when the
@@ -360,17 +421,9 @@ def block_graph(node: ir.Node, n: int, size: int) -> np.ndarray:
     node = ir.concretize(node, n)
     ir.check_arguments(node)
     nb = -(-n // size)
-    sweep = Sweep(node, n, n, 0, n)
-    if len(sweep.per) > MAX_PERIODIC:
+    if residue_atoms(node) > MAX_PERIODIC:
         return np.ones((nb, nb), dtype=bool)
-    marks = np.zeros(nb * (nb + 1), dtype=np.int64)
-    for lo, hi in sweep.chunks(0, n):
-        p, a, b, counts = sweep.segments(lo, hi)
-        r, s = np.nonzero(counts > 0)
-        base = (p[r] // size) * (nb + 1)
-        start, stop = base + a[r, s] // size, base + (b[r, s] - 1) // size + 1
-        marks += np.bincount(start, minlength=marks.size) - np.bincount(stop, minlength=marks.size)
-    return np.cumsum(marks.reshape(nb, nb + 1), axis=1)[:, :nb] > 0
+    return np.concatenate([m for _, m in tile_rows(node, n, n, size)] or [np.zeros((0, nb), dtype=bool)])
 
 
 def _dense_counts(node: ir.Node, nq: int, nk: int, keys: tuple[int, int],
