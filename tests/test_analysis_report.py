@@ -111,7 +111,8 @@ TRANSLATION_INVARIANT = [
 
 
 @pytest.mark.parametrize("p", TRANSLATION_INVARIANT, ids=str)
-@pytest.mark.parametrize("nq,nk,block", [(64, 64, 8), (13, 100, 16), (97, 97, 10), (1, 50, 7), (5, 6, 8), (40, 40, 40)])
+@pytest.mark.parametrize("nq,nk,block", [(64, 64, 8), (13, 100, 16), (97, 97, 10), (1, 50, 7), (5, 6, 8),
+                                         (40, 40, 40)])
 def test_offset_block_density_equals_the_dense_blocks(p: ir.Node, nq: int, nk: int, block: int) -> None:
     stats = offset_block_stats(p, nq, nk, block)
     assert stats is not None
