@@ -40,6 +40,7 @@ from patternc.analysis.rows import (
     block_graph,
     dense_rows,
     has_pair,
+    merge_intervals,
     merged,
     row_counts,
 )
@@ -268,21 +269,6 @@ def _offset_layers(offsets: np.ndarray, n: int, inside: bool) -> Receptive:
 # --------------------------------------------------------------------------- single sources
 
 
-def _merge(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of intervals ``[lo, hi)`` as sorted disjoint intervals."""
-    keep = hi > lo
-    lo, hi = lo[keep], hi[keep]
-    if lo.size == 0:
-        return lo, hi
-    order = np.argsort(lo, kind="stable")
-    lo, hi = lo[order], hi[order]
-    reach = np.maximum.accumulate(hi)
-    first = np.ones(lo.size, dtype=bool)
-    first[1:] = lo[1:] > reach[:-1]
-    idx = np.flatnonzero(first)
-    return lo[idx], np.maximum.reduceat(hi, idx)
-
-
 def _minus(lo: np.ndarray, hi: np.ndarray, olo: np.ndarray, ohi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``[lo, hi)`` minus ``[olo, ohi)`` (both sorted disjoint, the second inside the first)."""
     pos = np.concatenate([lo, hi, olo, ohi])
@@ -313,7 +299,7 @@ def eccentricity(node: ir.Node, n: int, source: int, inside: bool, max_layers: i
             keep = counts > 0
             parts_lo.append(a[keep])
             parts_hi.append(b[keep])
-        nlo, nhi = _merge(np.concatenate(parts_lo), np.concatenate(parts_hi))
+        nlo, nhi = merge_intervals(np.concatenate(parts_lo), np.concatenate(parts_hi))
         if nlo.size and nlo[0] <= 0 and nhi[0] >= end:
             return layer
         flo, fhi = _minus(nlo, nhi, lo, hi)

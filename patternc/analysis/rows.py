@@ -357,16 +357,46 @@ class Sweep:
         return p, a, b, counts
 
 
-def _tile_marks(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb: int) -> np.ndarray:
-    """``[query blocks, key blocks]`` marks of one chunk of rows that starts at a block boundary:
-    a tile is marked when a segment with keys overlaps it."""
+def merge_intervals(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of intervals ``[lo, hi)`` as sorted disjoint intervals."""
+    keep = hi > lo
+    lo, hi = lo[keep], hi[keep]
+    if lo.size == 0:
+        return lo, hi
+    order = np.argsort(lo, kind="stable")
+    lo, hi = lo[order], hi[order]
+    reach = np.maximum.accumulate(hi)
+    first = np.ones(lo.size, dtype=bool)
+    first[1:] = lo[1:] > reach[:-1]
+    idx = np.flatnonzero(first)
+    return lo[idx], np.maximum.reduceat(hi, idx)
+
+
+def _tile_spans(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int,
+                nkb: int) -> tuple[np.ndarray, np.ndarray]:
+    """Marked tiles of one chunk of rows that starts at a block boundary, as disjoint spans
+    ``[lo, hi)`` on the line ``local query block * (nkb + 1) + key block`` (a tile is marked
+    when a segment with keys overlaps it)."""
     width = nkb + 1
-    local = -(-a.shape[0] // size)
     r, s = np.nonzero(counts > 0)
     base = (r // size) * width  # row r of the chunk is in its local query block r // size
-    start, stop = base + a[r, s] // size, base + (b[r, s] - 1) // size + 1
-    marks = np.bincount(start, minlength=local * width) - np.bincount(stop, minlength=local * width)
+    return merge_intervals(base + a[r, s] // size, base + (b[r, s] - 1) // size + 1)
+
+
+def _tile_marks(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb: int) -> np.ndarray:
+    """``[query blocks, key blocks]`` marks of one chunk of rows (see ``_tile_spans``)."""
+    width = nkb + 1
+    local = -(-a.shape[0] // size)
+    lo, hi = _tile_spans(a, b, counts, size, nkb)
+    marks = np.bincount(lo, minlength=local * width) - np.bincount(hi, minlength=local * width)
     return np.cumsum(marks.reshape(local, width), axis=1)[:, :nkb] > 0
+
+
+def _tiles_per_row(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb: int) -> np.ndarray:
+    """Marked tiles per local query block, without a dense tile array."""
+    lo, hi = _tile_spans(a, b, counts, size, nkb)
+    local = -(-a.shape[0] // size)
+    return np.bincount(lo // (nkb + 1), weights=hi - lo, minlength=local).astype(np.int64)
 
 
 def _block_rows(size: int, nk: int) -> int:
@@ -398,12 +428,12 @@ def counts_and_blocks(node: ir.Node, nq: int, nk: int,
     sweep = Sweep(node, nq, nk, 0, nk)
     out = np.zeros(nq, dtype=np.int64)
     visited, heaviest = 0, 0
-    step = _block_rows(size, nk) if nkb else ROWS_PER_CHUNK
+    step = max(size, ROWS_PER_CHUNK // size * size)
     for i0 in range(0, nq if nk else 0, step):
         i1 = min(nq, i0 + step)
         _, a, b, counts = sweep.segments(i0, i1)
         out[i0:i1] = counts.sum(axis=1)
-        per_row = _tile_marks(a, b, counts, size, nkb).sum(axis=1)
+        per_row = _tiles_per_row(a, b, counts, size, nkb)
         visited += int(per_row.sum())
         heaviest = max(heaviest, int(per_row.max(initial=0)))
     return RowCounts(out, True), (visited / (nqb * nkb) if nqb * nkb else 0.0, heaviest)
