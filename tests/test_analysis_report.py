@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from patternc import ir
 from patternc.analysis import Report, render_reports, report
 from patternc.analysis.blocks import offset_block_stats
+from patternc.analysis.rows import counts_and_blocks
 from patternc.reference import mask
 
 from .strategies import lengths, patterns
@@ -119,3 +120,24 @@ def test_offset_block_density_equals_the_dense_blocks(p: ir.Node, nq: int, nk: i
     density, heaviest = dense_block_density(mask(p, nq, nk=nk).numpy(), block)
     assert stats[0] == pytest.approx(density) and stats[1] == heaviest
     assert offset_block_stats(p | ir.Global(ir.TokenList.of(0)), nq, nk, block) is None
+
+
+RESIDUE_PATTERNS = [  # the longest step between keys is at most 8
+    ir.Fixed(8, 2) & ir.Causal(), ir.Random(2) | ir.Fixed(6, 1) & ir.Causal(),
+    ir.Strided(3) | ir.Global(ir.TokenList.of(1)),
+    (ir.Dilated(5, 2) | ir.Rows(ir.TokenList.of(0, 7))) - ir.Prefix(5),
+    ir.Strided(2) & ir.Fixed(6, 3) | ir.Band(1),
+]
+
+
+@pytest.mark.parametrize("p", RESIDUE_PATTERNS, ids=str)
+@pytest.mark.parametrize("nq,nk,block", [(64, 64, 8), (13, 100, 16), (97, 97, 10)])
+def test_residue_block_density_in_the_counting_sweep(p: ir.Node, nq: int, nk: int, block: int) -> None:
+    rc, stats = counts_and_blocks(p, nq, nk, block)
+    m = mask(p, nq, nk=nk).numpy()
+    assert rc.counts.tolist() == m.sum(1).tolist()
+    assert stats is not None  # every step between keys is at most the block size here
+    density, heaviest = dense_block_density(m, block)
+    assert stats[0] == pytest.approx(density) and stats[1] == heaviest
+    _, sparse = counts_and_blocks(ir.Strided(17) | ir.Band(1), nq, nk, block)
+    assert sparse is None  # steps of 17 keys: the lowering decides

@@ -273,6 +273,24 @@ class _Residues:
             return _prefix_at(table, b, L, row) - _prefix_at(table, a, L, row)
         return self._enumerate(code, p, a, b)
 
+    def max_gap(self, code: int) -> float:
+        """The longest step between consecutive keys of a mixed code's residue pattern (any run
+        of that many keys holds one), over every query phase; inf when unknown or empty."""
+        used = self.depends(code)
+        L = math.lcm(*(self.atoms[i].m for i in used))
+        if L > MAX_PERIOD_2D:
+            return math.inf
+        kinds = {type(self.atoms[i]) for i in used}
+        q = None if len(kinds) == 1 else np.arange(L, dtype=np.int64)
+        truth = np.diff(_period_table(code, self.atoms, used, q, L), axis=-1).reshape(-1, L) > 0
+        worst = 0
+        for row in truth:
+            hits = np.flatnonzero(row)
+            if hits.size == 0:
+                return math.inf
+            worst = max(worst, int(np.diff(np.append(hits, hits[0] + L)).max()))
+        return worst
+
     def _enumerate(self, code: int, p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         lengths = np.maximum(b - a, 0)
         if int(lengths.sum()) > MAX_ENUMERATED:
@@ -352,9 +370,23 @@ class Sweep:
 
     def segments_at(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``segments`` for arbitrary query positions ``p``."""
-        a, b, counts = _count_chunk(self.formula, self.atoms, self.ivs, self.per, self.res, p, self.nk,
-                                    self.klo, self.khi)
+        a, b, counts, _ = _count_chunk(self.formula, self.atoms, self.ivs, self.per, self.res, p, self.nk,
+                                       self.klo, self.khi)
         return p, a, b, counts
+
+    def coded_segments(self, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """``segments`` plus each segment's truth-table code over the residue atoms (``code ==
+        self.full``: every key; mixed codes: a residue pattern)."""
+        p = np.arange(lo, hi, dtype=np.int64) + (self.nk - self.nq)
+        a, b, counts, code = _count_chunk(self.formula, self.atoms, self.ivs, self.per, self.res, p,
+                                          self.nk, self.klo, self.khi)
+        if code is None:
+            code = np.where(counts > 0, self.full, 0)
+        return p, a, b, counts, code
+
+    @property
+    def full(self) -> int:
+        return (1 << (1 << len(self.per))) - 1
 
 
 def merge_intervals(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,13 +424,6 @@ def _tile_marks(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb
     return np.cumsum(marks.reshape(local, width), axis=1)[:, :nkb] > 0
 
 
-def _tiles_per_row(a: np.ndarray, b: np.ndarray, counts: np.ndarray, size: int, nkb: int) -> np.ndarray:
-    """Marked tiles per local query block, without a dense tile array."""
-    lo, hi = _tile_spans(a, b, counts, size, nkb)
-    local = -(-a.shape[0] // size)
-    return np.bincount(lo // (nkb + 1), weights=hi - lo, minlength=local).astype(np.int64)
-
-
 def _block_rows(size: int, nk: int) -> int:
     # rows per chunk: whole query blocks, and at most ~4M tile marks at a time
     width = -(-nk // size) + 1
@@ -418,25 +443,70 @@ def tile_rows(node: ir.Node, nq: int, nk: int, size: int) -> Iterator[tuple[int,
 
 def counts_and_blocks(node: ir.Node, nq: int, nk: int,
                       size: int) -> tuple[RowCounts, tuple[float, int] | None]:
-    """``row_counts`` and, in the same sweep, the exact (block density, heaviest query-block row)
-    of a pattern without residue atoms (None with residue atoms)."""
+    """``row_counts`` and, in the same sweep, the exact (block density, heaviest query-block row).
+
+    Segments with every key mark the tiles they overlap. A segment with a residue pattern whose
+    longest step between keys is at most ``size`` marks every tile it covers whole, and its two
+    end tiles by an exact count. Block figures are None when a step is longer (or the pattern
+    has too many residue atoms): the caller asks the lowering then."""
     node = ir.concretize(node, nk)
     ir.check_arguments(node)
-    if residue_atoms(node):
+    sweep = Sweep(node, nq, nk, 0, nk)
+    if len(sweep.per) > MAX_PERIODIC:
         return row_counts(node, nq, nk), None
     nqb, nkb = -(-nq // size), -(-nk // size)
-    sweep = Sweep(node, nq, nk, 0, nk)
     out = np.zeros(nq, dtype=np.int64)
-    visited, heaviest = 0, 0
+    visited, heaviest, blocks_ok = 0, 0, True
+    gaps: dict[int, float] = {}
     step = max(size, ROWS_PER_CHUNK // size * size)
     for i0 in range(0, nq if nk else 0, step):
         i1 = min(nq, i0 + step)
-        _, a, b, counts = sweep.segments(i0, i1)
+        p, a, b, counts, code = sweep.coded_segments(i0, i1)
         out[i0:i1] = counts.sum(axis=1)
-        per_row = _tiles_per_row(a, b, counts, size, nkb)
-        visited += int(per_row.sum())
-        heaviest = max(heaviest, int(per_row.max(initial=0)))
-    return RowCounts(out, True), (visited / (nqb * nkb) if nqb * nkb else 0.0, heaviest)
+        if blocks_ok:
+            spans = _coded_tile_spans(sweep, gaps, p, a, b, counts, code, size, nkb)
+            if spans is None:
+                blocks_ok = False
+                continue
+            lo, hi = spans
+            per_row = np.bincount(lo // (nkb + 1), weights=hi - lo, minlength=-(-(i1 - i0) // size))
+            visited += int(per_row.sum())
+            heaviest = max(heaviest, int(per_row.max(initial=0)))
+    rc = RowCounts(out, sweep.res.exact)
+    if not blocks_ok:
+        return rc, None
+    return rc, (visited / (nqb * nkb) if nqb * nkb else 0.0, heaviest)
+
+
+def _coded_tile_spans(sweep: Sweep, gaps: dict[int, float], p: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      counts: np.ndarray, code: np.ndarray, size: int,
+                      nkb: int) -> tuple[np.ndarray, np.ndarray] | None:
+    width = nkb + 1
+    r, s = np.nonzero(counts > 0)
+    base = (r // size) * width  # rows of a chunk start at a block boundary
+    sa, sb, sc = a[r, s], b[r, s], code[r, s]
+    whole = sc == sweep.full
+    los, his = [base[whole] + sa[whole] // size], [base[whole] + (sb[whole] - 1) // size + 1]
+    mixed = np.flatnonzero(~whole)
+    for c in np.unique(sc[mixed]).tolist():
+        if c not in gaps:
+            gaps[c] = sweep.res.max_gap(c)
+        if gaps[c] > size:
+            return None
+    if mixed.size:
+        pm, am, bm, cm, bb = p[r[mixed]], sa[mixed], sb[mixed], sc[mixed], base[mixed]
+        first, last = am // size, (bm - 1) // size
+        los.append(bb + first + 1)  # tiles covered whole hold a key: the step is at most size
+        his.append(bb + last)
+        for tile, lo_key, hi_key in ((first, am, np.minimum(bm, (first + 1) * size)),
+                                     (last, np.maximum(am, last * size), bm)):
+            hit = np.zeros(mixed.size, dtype=bool)
+            for c in np.unique(cm).tolist():
+                sel = cm == c
+                hit[sel] = sweep.res.count(c, pm[sel], lo_key[sel], hi_key[sel]) > 0
+            los.append(bb[hit] + tile[hit])
+            his.append(bb[hit] + tile[hit] + 1)
+    return merge_intervals(np.concatenate(los), np.concatenate(his))
 
 
 def residue_atoms(node: ir.Node) -> int:
@@ -498,7 +568,8 @@ def _interval_rows(atoms: list[Atom], ivs: list[int], p: np.ndarray, nk: int, kl
 
 
 def _count_chunk(formula: Formula, atoms: list[Atom], ivs: list[int], per: list[int], res: _Residues,
-                 p: np.ndarray, nk: int, klo: int, khi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 p: np.ndarray, nk: int, klo: int,
+                 khi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     R = p.size
     rows = _interval_rows(atoms, ivs, p, nk, klo, khi)
     cuts = [np.full((R, 1), klo, dtype=np.int64), np.full((R, 1), khi, dtype=np.int64)]
@@ -513,7 +584,7 @@ def _count_chunk(formula: Formula, atoms: list[Atom], ivs: list[int], per: list[
         env[i] = member(lo, hi, a)
     length = b - a
     if not per:
-        return a, b, length * np.asarray(evaluate(formula, env), dtype=bool)
+        return a, b, length * np.asarray(evaluate(formula, env), dtype=bool), None
     code = np.zeros(a.shape, dtype=np.int64)
     for s in range(1 << len(per)):
         for k, i in enumerate(per):
@@ -529,7 +600,7 @@ def _count_chunk(formula: Formula, atoms: list[Atom], ivs: list[int], per: list[
             sel = codes == c
             rr, ss = ri[sel], si[sel]
             counts[rr, ss] = res.count(int(c), p[rr], a[rr, ss], b[rr, ss])
-    return a, b, counts
+    return a, b, counts, code
 
 
 def dense_rows(node: ir.Node, nq: int, nk: int, rows: tuple[int, int]) -> np.ndarray:
