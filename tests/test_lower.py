@@ -170,3 +170,31 @@ def test_run_built_paths(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) 
     finally:
         combine.DENSE_D_CELLS, rle.DENSE_CELLS = saved
         lower.cache_clear()
+
+
+d_primitives = st.one_of(
+    st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 9), st.integers(0, 9)),
+    st.builds(ir.Band, st.integers(0, 9)), st.builds(ir.Dilated, st.integers(0, 4), st.integers(1, 5)),
+    st.builds(ir.Strided, st.integers(1, 20)),
+)
+d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
+    st.tuples(c, c).map(lambda ab: ab[0] | ab[1]), st.tuples(c, c).map(lambda ab: ab[0] & ab[1]),
+    st.tuples(c, c).map(lambda ab: ab[0] - ab[1]), c.map(lambda a: ~a)), max_leaves=4)
+
+
+@settings(max_examples=40)
+@given(d_patterns, st.integers(1, 60), st.integers(0, 3), st.sampled_from([1, 2, 3, 4, 8]))
+def test_diagonal_tables(node: ir.Node, nk: int, shift: int, b: int) -> None:
+    # large grids of periodic d-only patterns build tables per diagonal: force it on small ones
+    from patternc.lower import rle, toeplitz
+
+    nq = max(1, nk - shift * b)  # (nk - nq) a multiple of the block: one state per diagonal
+    saved = rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS
+    rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS = -1, 0
+    lower.cache_clear()
+    try:
+        check_plan(node, nq, nk, b, b)
+        check_plan(ir.Heads((node, ir.Strided(b + 2) & ir.Causal())), nq, nk, b, b, heads=2)
+    finally:
+        rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS = saved
+        lower.cache_clear()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 from patternc import ir
+from patternc.lower import rle, toeplitz
 from patternc.lower.blocks import Geometry
 from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
@@ -62,8 +63,31 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
     if heads is not None:
         ir.check_heads(node, heads)
     g = Geometry(nq, nk, block_q, block_k)
+    fast = _diagonal_plan(node, g)
+    if fast is not None:
+        return fast
     per_group = group_states(node, g)
     fwd = tables([rle for _, rle in per_group])
     bwd = tables([transpose(rle) for _, rle in per_group])
-    return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd,
-                strategies=Strategies(per_group, g), stats=stats(fwd, bwd, g.nqb, g.nkb))
+    groups: list[tuple[ir.Node, BlockRLE | None]] = list(per_group)
+    return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd, strategies=Strategies(groups, g),
+                stats=stats(fwd, bwd, g.nqb, g.nkb))
+
+
+def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
+    """Large grids of periodic patterns of ``d`` alone: tables from per-diagonal states
+    (:mod:`patternc.lower.toeplitz`) instead of run lists."""
+    if g.nqb * g.nkb <= rle.DENSE_CELLS:
+        return None
+    conc = ir.concretize(node, g.nk)
+    ir.check_arguments(conc)
+    G = ir.head_counts(conc)
+    subs = [optimize(ir.select_head(conc, k, G)) for k in range(G)]
+    diags = {s: toeplitz.diagonals(s, g) for s in set(subs)}
+    if any(d is None for d in diags.values()):
+        return None
+    parts = {s: toeplitz.tables(s, g, d) for s, d in diags.items() if d is not None}
+    fwd = toeplitz.block_tables([parts[s][0] for s in subs])
+    bwd = toeplitz.block_tables([parts[s][1] for s in subs])
+    return Plan(g.nq, g.nk, g.bq, g.bk, G, fwd, bwd, strategies=Strategies([(s, None) for s in subs], g),
+                stats=stats(fwd, bwd, g.nqb, g.nkb))

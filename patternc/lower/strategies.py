@@ -193,10 +193,12 @@ def col_counts(rle: BlockRLE) -> np.ndarray:
     return np.cumsum(diff)[:rle.C].astype(np.int64)
 
 
-def branches(per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> tuple[Branch, ...]:
-    """The disjoint branches of every head group (module docstring)."""
+def branches(per_group: list[tuple[ir.Node, BlockRLE | None]], g: Geometry) -> tuple[Branch, ...]:
+    """The disjoint branches of every head group (module docstring); a group given without its
+    block states is classified here."""
     out: list[Branch] = []
-    for k, (node, whole) in enumerate(per_group):
+    for k, (node, maybe) in enumerate(per_group):
+        whole = maybe if maybe is not None else classify_exact(node, g)
         row_typical = _typical(row_counts(whole))
         col_typical = _typical(col_counts(whole))
         parts = union_parts(node)
@@ -225,8 +227,8 @@ class Strategies(Sequence[Branch]):
     """The branches of a plan, computed on first access (a classification per union part: the
     kernels that use only the whole-pattern tables never pay for them)."""
 
-    def __init__(self, per_group: list[tuple[ir.Node, BlockRLE]], g: Geometry) -> None:
-        self._args: tuple[list[tuple[ir.Node, BlockRLE]], Geometry] | None = (per_group, g)
+    def __init__(self, per_group: list[tuple[ir.Node, BlockRLE | None]], g: Geometry) -> None:
+        self._args: tuple[list[tuple[ir.Node, BlockRLE | None]], Geometry] | None = (per_group, g)
         self._items: tuple[Branch, ...] = ()
 
     def _get(self) -> tuple[Branch, ...]:
