@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from patternc import ir
-from patternc.analysis import report
+from patternc.analysis import keys_per_row, report
 from patternc.analysis.rows import block_graph, dense_rows, row_counts
 from patternc.reference import mask, mask_np
 
@@ -93,3 +93,13 @@ def test_too_many_residue_atoms_fall_back_exactly_at_small_n() -> None:
     rc = row_counts(p, 90, 100)
     assert rc.exact
     assert rc.counts.tolist() == mask_np(p, 90, 100).sum(1).tolist()
+
+
+@given(patterns(heads=True), lengths(32), st.sampled_from([None, 4]))
+def test_keys_per_row_equal_the_reference(p: ir.Node, nn: tuple[int, int], heads: int | None) -> None:
+    nq, nk = nn
+    h = heads if heads is not None else ir.head_counts(p)
+    if h % ir.head_counts(p):
+        h = ir.head_counts(p)
+    got = keys_per_row(p, nk, nq=nq, heads=h)
+    assert got.tolist() == mask(p, nq, nk=nk, heads=h).numpy().sum(-1).tolist()

@@ -3,6 +3,6 @@ asymptotic class of nnz (``complexity``), the receptive field (``receptive``) an
 SPEC section 4 (``report``, rendered by ``render``). See docs/analysis.md."""
 
 from patternc.analysis.render import render_reports
-from patternc.analysis.report import GroupReport, Report, report
+from patternc.analysis.report import GroupReport, Report, keys_per_row, report
 
-__all__ = ["GroupReport", "Report", "render_reports", "report"]
+__all__ = ["GroupReport", "Report", "keys_per_row", "render_reports", "report"]

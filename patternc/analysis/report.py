@@ -17,7 +17,7 @@ from patternc import ir
 from patternc.analysis.blocks import offset_block_stats
 from patternc.analysis.complexity import complexity
 from patternc.analysis.receptive import Receptive, receptive_field
-from patternc.analysis.rows import counts_and_blocks
+from patternc.analysis.rows import counts_and_blocks, row_counts
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,21 @@ class Report:
         for g in d["groups"]:
             g["heads"] = list(g["heads"])
         return d
+
+
+def keys_per_row(node: ir.Node, n: int, *, nq: int | None = None, heads: int | None = None) -> np.ndarray:
+    """Exact keys per query row, ``[H, nq]`` int64 (``H`` as in :func:`report`): the cheap part of
+    the report (e.g. for empty-row warnings), without block density or receptive field."""
+    nq = n if nq is None else nq
+    _check_lengths(n, nq, 1, 1)
+    H = ir.head_counts(node) if heads is None else heads
+    done: dict[ir.Node, np.ndarray] = {}
+    rows = []
+    for g in ir.head_groups(node, H):
+        if g not in done:
+            done[g] = row_counts(g, nq, n).counts
+        rows.append(done[g])
+    return np.stack(rows) if rows else np.zeros((0, nq), dtype=np.int64)
 
 
 def _check_lengths(n: int, nq: int, block: int, head_dim: int) -> None:
