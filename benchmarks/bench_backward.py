@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import triton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_forward import PATTERNS, mask_mods, nnz_of
+from bench_forward import PATTERNS, mask_mods, nnz_of, strategy_of
 
 import patternc
 from patternc import ir
@@ -117,6 +117,11 @@ def measure(name: str, n: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         o2, lse = forward(q.detach(), k.detach(), v.detach(), node)
         r["ours_kernels_ms"] = bench(lambda: backward(q.detach(), k.detach(), v.detach(), o2, lse, do, node))
         r["ours_tflops"] = 2.5 * 4 * nnz * D * H * B / r["ours_bwd_ms"] / 1e9
+        r["strategy"] = strategy_of(node, n, default_config(D, False))
+        if r["strategy"] != "blocks":  # the same kernels with every branch as plain blocks
+            qd, kd, vd = q.detach(), k.detach(), v.detach()
+            r["ours_plain_kernels_ms"] = bench(
+                lambda: backward(qd, kd, vd, o2, lse, do, node, residue_mode="off"))
     except Exception as e:
         r["ours_error"] = repr(e)[:300]
     ref = flex_grads(name, node, n, q, k, v, do, flex, r)
@@ -132,6 +137,9 @@ def measure(name: str, n: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 
 SWEEP = [
+    BackwardConfig(64, 64, 64, 64, 64, 64, 4, 3),
+    BackwardConfig(128, 128, 64, 128, 128, 64, 8, 3),
+    BackwardConfig(128, 128, 32, 128, 128, 32, 4, 2),
     BackwardConfig(64, 64, 32, 64, 64, 32, 4, 2),
     BackwardConfig(64, 64, 64, 64, 64, 64, 4, 2),
     BackwardConfig(128, 128, 64, 128, 128, 64, 8, 2),

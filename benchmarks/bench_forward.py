@@ -91,6 +91,33 @@ def nnz_of(node: ir.Node, n: int) -> int:
     return int(report(node, n).nnz)
 
 
+def strategy_of(node: ir.Node, n: int, cfg: Any) -> str:
+    """``residue r=...`` when the default mode runs some branch residue-gathered, else ``blocks``."""
+    from patternc.runtime import residue
+
+    dec = residue.decompose(ir.concretize(node, n), n, n, H, cfg.block_q, cfg.block_k, residue.default_mode())
+    return "blocks" if dec is None else "residue r=" + ",".join(str(p.r) for p in dec.parts)
+
+
+def sweep_large(n: int = 65536) -> None:
+    """SWEEP=causal: median ms of a few configs on causal and band(256) at ``n`` tokens."""
+    from patternc.runtime.forward import ForwardConfig
+
+    q, k, v = (torch.randn(B, H, n, D, device="cuda", dtype=DT) for _ in range(3))
+    configs = [ForwardConfig(bq, bk, w, st) for bq, bk, w, st in
+               [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 4, 4), (128, 128, 8, 3),
+                (128, 128, 8, 2), (128, 32, 4, 4), (64, 128, 4, 3)]]
+    for name in ("causal", "band(256)"):
+        times = []
+        for cfg in configs:
+            try:
+                times.append(f"{cfg.block_q}x{cfg.block_k}/w{cfg.num_warps}/s{cfg.num_stages}: "
+                             f"{bench(lambda c=cfg, p=PATTERNS[name]: forward(q, k, v, p, config=c)):.3f}")
+            except Exception as e:
+                times.append(f"{cfg}: {e!r}"[:120])
+        print(f"sweep N={n} {name}: " + "; ".join(times), flush=True)
+
+
 def dense_times(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict[str, float]:
     """SDPA medians: flash and cuDNN backends, full and causal."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -133,6 +160,9 @@ def measure(name: str, n: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
         r["ours_first_call_s"] = time.perf_counter() - t0
         r["ours_ms"] = bench(lambda: forward(q, k, v, node))
         r["ours_tflops"] = 4 * nnz * D * H * B / r["ours_ms"] / 1e9
+        r["strategy"] = strategy_of(node, n, cfg)
+        if r["strategy"] != "blocks":  # the same call with every branch as plain blocks
+            r["ours_plain_ms"] = bench(lambda: forward(q, k, v, node, residue_mode="off"))
     except Exception as e:
         r["ours_error"] = repr(e)[:300]
     try:
@@ -175,6 +205,9 @@ def sweep(n: int = 16384) -> None:
 
 
 def main() -> None:
+    if os.environ.get("SWEEP") == "causal":
+        sweep_large()
+        return
     if os.environ.get("SWEEP"):
         sweep()
         return

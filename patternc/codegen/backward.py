@@ -93,19 +93,24 @@ import triton.language as tl
 _KERNELS = '''
 @triton.jit
 def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, stride_qm, stride_dom,
-               nq, nk, grp, qk_scale{targs},
+               nq, nk, grp, qk_scale{targs}, res_c, res_r, res_u0, res_off, nq_phys,
                BM: tl.constexpr, D: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr,
-               UPCAST: tl.constexpr):
+               UPCAST: tl.constexpr, RES: tl.constexpr):
     offs_m = start_m + tl.arange(0, BM)
-    rows = offs_m < nq
+    if RES:  # gathered row u is physical row c + r * (u + u0) - off
+        im = res_c + res_r * (offs_m + res_u0) - res_off
+        rows = (im >= 0) & (im < nq_phys)
+    else:
+        im = offs_m
+        rows = offs_m < nq
     io = rows[:, None] & (offs_d[None, :] < D)
-    q = tl.load(Qh + offs_m[:, None] * stride_qm + offs_d[None, :], mask=io, other=0.0)
-    do = tl.load(DOh + offs_m[:, None] * stride_dom + offs_d[None, :], mask=io, other=0.0)
+    q = tl.load(Qh + im[:, None] * stride_qm + offs_d[None, :], mask=io, other=0.0)
+    do = tl.load(DOh + im[:, None] * stride_dom + offs_d[None, :], mask=io, other=0.0)
     if UPCAST:
         q, do = q.to(tl.float32), do.to(tl.float32)
     # rows past nq read LSE = +inf: their probabilities are exactly 0
-    lse = tl.load(LSEh + offs_m, mask=rows, other=float("inf"))
-    delta = tl.load(DELTAh + offs_m, mask=rows, other=0.0)
+    lse = tl.load(LSEh + im, mask=rows, other=float("inf"))
+    delta = tl.load(DELTAh + im, mask=rows, other=0.0)
     pT = tl.math.exp2(tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale - lse[None, :])
     if MASKED:
         keep = _pattern(offs_m[None, :] + (nk - nq), offs_n[:, None], offs_m[None, :], grp, nq, nk{tnames})
@@ -123,11 +128,17 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                 sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                 nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                res_r, res_u0, res_off, nq_phys, nk_phys,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr):
+                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+                RES: tl.constexpr = False, ACCUM: tl.constexpr = False):
     # heads vary fastest; work items (tile, chunk c of nc, slot) come heaviest first. A tile
-    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot]
+    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot].
+    # RES: residue-class execution (patternc.runtime.residue): grid axis 2 is the class c, rows
+    # and keys are gathered coordinates (key t is physical key c + r * t); ACCUM adds into the
+    # dK / dV that the branches before this one stored (disjoint branches add their gradients)
     bh = tl.program_id(0)
+    res_c = tl.program_id(2)
     item = ITEMS + tl.program_id(1) * 4
     pid = tl.load(item)
     c0 = tl.load(item + 1)
@@ -139,9 +150,14 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
     kb = start_n // BLOCK_K
     offs_n = start_n + tl.arange(0, BN)
     offs_d = tl.arange(0, DP)
-    io = (offs_n[:, None] < nk) & (offs_d[None, :] < D)
-    k = tl.load(K + b * skb + kvh * skh + offs_n[:, None] * skn + offs_d[None, :], mask=io, other=0.0)
-    v = tl.load(V + b * svb + kvh * svh + offs_n[:, None] * svn + offs_d[None, :], mask=io, other=0.0)
+    if RES:
+        jn = res_c + res_r * offs_n
+        io = (jn[:, None] < nk_phys) & (offs_d[None, :] < D)
+    else:
+        jn = offs_n
+        io = (offs_n[:, None] < nk) & (offs_d[None, :] < D)
+    k = tl.load(K + b * skb + kvh * skh + jn[:, None] * skn + offs_d[None, :], mask=io, other=0.0)
+    v = tl.load(V + b * svb + kvh * svh + jn[:, None] * svn + offs_d[None, :], mask=io, other=0.0)
     if UPCAST:
         k, v = k.to(tl.float32), v.to(tl.float32)
     dk = tl.zeros([BN, DP], dtype=tl.float32)
@@ -153,28 +169,33 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
         row = (h * GT // H) * rows + kb
         Qh = Q + b * sqb + h * sqh
         DOh = DO + b * sdob + h * sdoh
-        LSEh = LSE + (b * H + h) * nq
-        DELTAh = DELTA + (b * H + h) * nq
+        LSEh = LSE + (b * H + h) * nq_phys
+        DELTAh = DELTA + (b * H + h) * nq_phys
         for t in range(c0, tl.load(NUM + row), nc):
             qb = tl.load(IDX + row * idx_w + t)
             for s in range(0, BLOCK_Q, BM):
                 if qb * BLOCK_Q + s < nq:
                     dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                        BM=BM, D=D, MASKED=True, PREC=PREC, UPCAST=UPCAST)
+                                        res_c, res_r, res_u0, res_off, nq_phys,
+                                        BM=BM, D=D, MASKED=True, PREC=PREC, UPCAST=UPCAST, RES=RES)
         for t in range(c0, tl.load(FNUM + row), nc):
             qb = tl.load(FIDX + row * fidx_w + t)
             for s in range(0, BLOCK_Q, BM):
                 if qb * BLOCK_Q + s < nq:
                     dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                         sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                        BM=BM, D=D, MASKED=False, PREC=PREC, UPCAST=UPCAST)
+                                        res_c, res_r, res_u0, res_off, nq_phys,
+                                        BM=BM, D=D, MASKED=False, PREC=PREC, UPCAST=UPCAST, RES=RES)
     dk = dk * sm_scale
     if slot < 0:
-        tl.store(DK + b * sdkb + kvh * sdkh + offs_n[:, None] * sdkn + offs_d[None, :],
-                 dk.to(DK.dtype.element_ty), mask=io)
-        tl.store(DV + b * sdvb + kvh * sdvh + offs_n[:, None] * sdvn + offs_d[None, :],
-                 dv.to(DV.dtype.element_ty), mask=io)
+        dk_ptr = DK + b * sdkb + kvh * sdkh + jn[:, None] * sdkn + offs_d[None, :]
+        dv_ptr = DV + b * sdvb + kvh * sdvh + jn[:, None] * sdvn + offs_d[None, :]
+        if ACCUM:
+            dk += tl.load(dk_ptr, mask=io, other=0.0).to(tl.float32)
+            dv += tl.load(dv_ptr, mask=io, other=0.0).to(tl.float32)
+        tl.store(dk_ptr, dk.to(DK.dtype.element_ty), mask=io)
+        tl.store(dv_ptr, dv.to(DV.dtype.element_ty), mask=io)
     else:
         part = BUF + ((bh * n_slots + slot) * 2 * BN + tl.arange(0, BN)[:, None]) * DP + offs_d[None, :]
         tl.atomic_add(part, dk, sem="relaxed")
@@ -183,19 +204,29 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
 
 @triton.jit
 def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, stride_vn,
-             nq, nk, grp, qk_scale{targs},
+             nq, nk, grp, qk_scale{targs}, res_c, res_r, nk_phys,
              BN: tl.constexpr, D: tl.constexpr, MASKED: tl.constexpr, EVEN_K: tl.constexpr,
-             PREC: tl.constexpr, UPCAST: tl.constexpr):
+             PREC: tl.constexpr, UPCAST: tl.constexpr, RES: tl.constexpr):
     offs_n = start_n + tl.arange(0, BN)
-    io = (offs_n[:, None] < nk) & (offs_d[None, :] < D)
-    k = tl.load(Kh + offs_n[:, None] * stride_kn + offs_d[None, :], mask=io, other=0.0)
-    v = tl.load(Vh + offs_n[:, None] * stride_vn + offs_d[None, :], mask=io, other=0.0)
+    if RES:
+        jn = res_c + res_r * offs_n
+        kok = jn < nk_phys
+    else:
+        jn = offs_n
+        kok = offs_n < nk
+    io = kok[:, None] & (offs_d[None, :] < D)
+    k = tl.load(Kh + jn[:, None] * stride_kn + offs_d[None, :], mask=io, other=0.0)
+    v = tl.load(Vh + jn[:, None] * stride_vn + offs_d[None, :], mask=io, other=0.0)
     if UPCAST:
         k, v = k.to(tl.float32), v.to(tl.float32)
     p = tl.math.exp2(tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale - lse[:, None])
     if MASKED:
         keep = _pattern(offs_m[:, None] + (nk - nq), offs_n[None, :], offs_m[:, None], grp, nq, nk{tnames})
+        if RES:  # a class may have one key fewer than the gathered grid
+            keep = keep & kok[None, :]
         p = tl.where(keep, p, 0.0)
+    elif RES:
+        p = tl.where(kok[None, :], p, 0.0)
     elif not EVEN_K:
         # keys past nk are zero-filled; drop them so that no inf * 0 reaches dQ
         p = tl.where(offs_n[None, :] < nk, p, 0.0)
@@ -210,12 +241,15 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               sm_scale, qk_scale,
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
               nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+              res_r, res_u0, res_off, nq_phys, nk_phys,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
-              UPCAST: tl.constexpr):
+              UPCAST: tl.constexpr, RES: tl.constexpr = False, ACCUM: tl.constexpr = False):
     # heads vary fastest; work items (tile, chunk c of nc, slot) come heaviest first. A tile
-    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot]
+    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot].
+    # RES / ACCUM: residue-class execution, as in dkdv_kernel
     bh = tl.program_id(0)
+    res_c = tl.program_id(2)
     item = ITEMS + tl.program_id(1) * 4
     pid = tl.load(item)
     c0 = tl.load(item + 1)
@@ -229,14 +263,19 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
     qb = start_m // BLOCK_Q
     offs_m = start_m + tl.arange(0, BM)
     offs_d = tl.arange(0, DP)
-    rows_ok = offs_m < nq
+    if RES:
+        im = res_c + res_r * (offs_m + res_u0) - res_off
+        rows_ok = (im >= 0) & (im < nq_phys)
+    else:
+        im = offs_m
+        rows_ok = offs_m < nq
     io = rows_ok[:, None] & (offs_d[None, :] < D)
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :], mask=io, other=0.0)
-    do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdom + offs_d[None, :], mask=io, other=0.0)
+    q = tl.load(Q + b * sqb + h * sqh + im[:, None] * sqm + offs_d[None, :], mask=io, other=0.0)
+    do = tl.load(DO + b * sdob + h * sdoh + im[:, None] * sdom + offs_d[None, :], mask=io, other=0.0)
     if UPCAST:
         q, do = q.to(tl.float32), do.to(tl.float32)
-    lse = tl.load(LSE + (b * H + h) * nq + offs_m, mask=rows_ok, other=float("inf"))
-    delta = tl.load(DELTA + (b * H + h) * nq + offs_m, mask=rows_ok, other=0.0)
+    lse = tl.load(LSE + (b * H + h) * nq_phys + im, mask=rows_ok, other=float("inf"))
+    delta = tl.load(DELTA + (b * H + h) * nq_phys + im, mask=rows_ok, other=0.0)
     Kh = K + b * skb + kvh * skh
     Vh = V + b * svb + kvh * svh
     dq = tl.zeros([BM, DP], dtype=tl.float32)
@@ -246,19 +285,21 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
         for s in range(0, BLOCK_K, BN):
             if kb * BLOCK_K + s < nk:
                 dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
-                              nq, nk, grp, qk_scale{tnames},
-                              BN=BN, D=D, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
+                              nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
+                              BN=BN, D=D, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
     for t in range(c0, tl.load(FNUM + row), nc):
         kb = tl.load(FIDX + row * fidx_w + t)
         for s in range(0, BLOCK_K, BN):
             if kb * BLOCK_K + s < nk:
                 dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
-                              nq, nk, grp, qk_scale{tnames},
-                              BN=BN, D=D, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST)
+                              nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
+                              BN=BN, D=D, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
     dq = dq * sm_scale
     if slot < 0:
-        tl.store(DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqm + offs_d[None, :],
-                 dq.to(DQ.dtype.element_ty), mask=io)
+        dq_ptr = DQ + b * sdqb + h * sdqh + im[:, None] * sdqm + offs_d[None, :]
+        if ACCUM:
+            dq += tl.load(dq_ptr, mask=io, other=0.0).to(tl.float32)
+        tl.store(dq_ptr, dq.to(DQ.dtype.element_ty), mask=io)
     else:
         part = BUF + ((bh * n_slots + slot) * BM + tl.arange(0, BM)[:, None]) * DP + offs_d[None, :]
         tl.atomic_add(part, dq, sem="relaxed")

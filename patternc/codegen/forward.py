@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 3  # bump when the template changes: part of every cache key
+VERSION = 4  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,24 @@ _KERNEL = '''
 
 @triton.jit
 def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, skd, svn, svd,
-           PRED: tl.constexpr{targs}, PARTIAL: tl.constexpr, EVEN_N: tl.constexpr):
-    """One key block of the online softmax (scores in base 2)."""
+           res_c, res_r, nk_phys,
+           PRED: tl.constexpr{targs}, PARTIAL: tl.constexpr, EVEN_N: tl.constexpr, RES: tl.constexpr):
+    """One key block of the online softmax (scores in base 2). With RES the block is in
+    residue-gathered coordinates: key t of the block is physical key ``res_c + res_r * t``."""
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-    kv_ok = offs_n < nk
+    if RES:
+        jn = res_c + res_r * offs_n
+        kv_ok = jn < nk_phys
+    else:
+        jn = offs_n
+        kv_ok = offs_n < nk
     if BLOCK_D == HEAD_DIM:
         kt_ok = kv_ok[None, :]
         v_ok = kv_ok[:, None]
     else:
         kt_ok = kv_ok[None, :] & (offs_d[:, None] < HEAD_DIM)
         v_ok = kv_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    kt = tl.load(Kh + offs_n[None, :] * skn + offs_d[:, None] * skd, mask=kt_ok, other=0.0){up}
+    kt = tl.load(Kh + jn[None, :] * skn + offs_d[:, None] * skd, mask=kt_ok, other=0.0){up}
     s = tl.dot(q, kt{prec}) * qk_scale
     if PARTIAL:
         ok = keep(offs_m[:, None], offs_n[None, :], nq, nk, PRED{tnames}) & kv_ok[None, :]
@@ -121,31 +128,46 @@ def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, 
     pr = tl.math.exp2(s - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(pr, 1)
-    v = tl.load(Vh + offs_n[:, None] * svn + offs_d[None, :] * svd, mask=v_ok, other=0.0){up}
+    v = tl.load(Vh + jn[:, None] * svn + offs_d[None, :] * svd, mask=v_ok, other=0.0){up}
     acc = tl.dot(pr.to(v.dtype), v, acc * alpha[:, None]{prec})
     return acc, l_i, m_new
 
 
 @triton.jit
-def _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod,
-            RETURN_LSE: tl.constexpr):
-    """Normalize and store a query tile; rows with no keys give 0, never 0 / 0."""
+def _finish(acc, l_i, m_i, O, LSE, b, h, H, rows_o, offs_d, io, row_ok, nq_phys, sob, soh, som, sod,
+            RETURN_LSE: tl.constexpr, ACCUM: tl.constexpr):
+    """Normalize and store a query tile at physical rows ``rows_o``; rows with no keys give 0,
+    never 0 / 0. ACCUM: this tile is one disjoint branch of the pattern; merge it by log-sum-exp
+    with the (out, lse) already stored for those rows by the branches run before it."""
     empty = l_i == 0.0
     l_safe = tl.where(empty, 1.0, l_i)
     out = acc / l_safe[:, None]
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * som + offs_d[None, :] * sod,
-             out.to(O.dtype.element_ty), mask=io)
+    o_ptr = O + b * sob + h * soh + rows_o[:, None] * som + offs_d[None, :] * sod
+    lse_ptr = LSE + (b * H + h) * nq_phys + rows_o
+    lse2 = tl.where(empty, float("-inf"), m_i + tl.math.log2(l_safe))  # base 2
+    if ACCUM:
+        old = tl.load(o_ptr, mask=io, other=0.0).to(tl.float32)
+        old2 = tl.load(lse_ptr, mask=row_ok, other=float("-inf")) * 1.4426950408889634
+        mx = tl.maximum(old2, lse2)
+        mx = tl.where(mx == float("-inf"), 0.0, mx)  # both empty: weights 0, stays empty
+        wa = tl.math.exp2(old2 - mx)
+        wb = tl.math.exp2(lse2 - mx)
+        tot = wa + wb
+        tot_safe = tl.where(tot == 0.0, 1.0, tot)
+        out = (old * wa[:, None] + out * wb[:, None]) / tot_safe[:, None]
+        lse2 = tl.where(tot == 0.0, float("-inf"), mx + tl.math.log2(tot_safe))
+    tl.store(o_ptr, out.to(O.dtype.element_ty), mask=io)
     if RETURN_LSE:
-        lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
-        tl.store(LSE + (b * H + h) * nq + offs_m, lse, mask=offs_m < nq)
+        tl.store(lse_ptr, lse2 * 0.6931471805599453, mask=row_ok)
 
 
 @triton.jit
 def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              qk_scale, nq, nk, h0, heads_in_group, H,
              sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, som, sod,
-             idx_w, fidx_w, n_slots,
-             PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr):
+             idx_w, fidx_w, n_slots, res_r, res_u0, res_off, nq_phys, nk_phys,
+             PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr,
+             RES: tl.constexpr = False, ACCUM: tl.constexpr = False):
     """Grid (B * heads_in_group, work items): heads h0 .. h0 + heads_in_group - 1 share PRED and the
     block tables IDX (PARTIAL) / FIDX (FULL), rows [query block, ...].
 
@@ -153,9 +175,16 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     one query block's lists, most expensive first. slot < 0: the item is the whole row and stores
     the output; else it is one part of a split heavy row and leaves (acc, m, l) in workspace slot
     ``slot`` for ``attn_merge``.
+
+    RES (residue-class execution, ``patternc.runtime.residue``): grid axis 2 is the residue class
+    ``c``; rows and keys are gathered coordinates ``u``, ``t`` of a virtual ``nq x nk`` problem:
+    query row ``u`` is physical row ``c + res_r * (u + res_u0) - res_off`` (valid in
+    ``[0, nq_phys)``), key ``t`` physical key ``c + res_r * t`` (valid below ``nk_phys``). Plain
+    launches pass ``res_r = 1, res_u0 = res_off = 0`` and the physical lengths.
     """
     pid = tl.program_id(0)
     w = tl.program_id(1)
+    res_c = tl.program_id(2)
     qb = tl.load(WORK + w * 6)
     slot = tl.load(WORK + w * 6 + 5)
     b = (pid // heads_in_group).to(tl.int64)
@@ -163,11 +192,17 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     hk = h // GQA
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    if BLOCK_D == HEAD_DIM:
-        io = (offs_m < nq)[:, None]
+    if RES:
+        rows_o = res_c + res_r * (offs_m + res_u0) - res_off
+        row_ok = (rows_o >= 0) & (rows_o < nq_phys)
     else:
-        io = (offs_m < nq)[:, None] & (offs_d[None, :] < HEAD_DIM)
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd, mask=io, other=0.0){up}
+        rows_o = offs_m
+        row_ok = offs_m < nq
+    if BLOCK_D == HEAD_DIM:
+        io = row_ok[:, None]
+    else:
+        io = row_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
+    q = tl.load(Q + b * sqb + h * sqh + rows_o[:, None] * sqm + offs_d[None, :] * sqd, mask=io, other=0.0){up}
     Kh = K + b * skb + hk * skh
     Vh = V + b * svb + hk * svh
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
@@ -176,13 +211,16 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     for t in range(tl.load(WORK + w * 6 + 1), tl.load(WORK + w * 6 + 2)):
         kb = tl.load(FIDX + qb * fidx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                               skn, skd, svn, svd, PRED{tnames}, PARTIAL=False, EVEN_N=EVEN_N)
+                               skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=False,
+                               EVEN_N=EVEN_N, RES=RES)
     for t in range(tl.load(WORK + w * 6 + 3), tl.load(WORK + w * 6 + 4)):
         kb = tl.load(IDX + qb * idx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                               skn, skd, svn, svd, PRED{tnames}, PARTIAL=True, EVEN_N=EVEN_N)
+                               skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=True,
+                               EVEN_N=EVEN_N, RES=RES)
     if slot < 0:
-        _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod, RETURN_LSE)
+        _finish(acc, l_i, m_i, O, LSE, b, h, H, rows_o, offs_d, io, row_ok, nq_phys, sob, soh, som, sod,
+                RETURN_LSE, ACCUM)
     else:
         ws = (pid * n_slots + slot).to(tl.int64)
         rows = tl.arange(0, BLOCK_M)
@@ -221,7 +259,8 @@ def attn_merge(O, LSE, MERGE, WS_O, WS_M, WS_L, nq, h0, heads_in_group, H, sob, 
         acc = acc * alpha[:, None] + part * beta[:, None]
         l_i = l_i * alpha + tl.load(WS_L + ws * BLOCK_M + rows) * beta
         m_i = m_new
-    _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, nq, sob, soh, som, sod, RETURN_LSE)
+    _finish(acc, l_i, m_i, O, LSE, b, h, H, offs_m, offs_d, io, offs_m < nq, nq, sob, soh, som, sod,
+            RETURN_LSE, False)
 
 
 @triton.jit

@@ -6,6 +6,7 @@ turns saved forward results and ``dO`` into ``(dQ, dK, dV)``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
+from patternc.runtime import residue
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import cached_plan, cached_table, interpreting
 
@@ -136,47 +138,88 @@ def _cached_setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.
 
 def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
              do: torch.Tensor, node: ir.Node, scale: float | None = None, *, plan: Plan | None = None,
-             config: gen.BackwardConfig | None = None,
-             dlse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             config: gen.BackwardConfig | None = None, dlse: torch.Tensor | None = None,
+             residue_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``softmax(q k^T * scale + mask) v`` given ``out``, its natural-log ``lse``
     (``[B, H, nq]``, ``-inf`` on rows without keys) and ``do``.
 
     ``dlse`` is a gradient reaching the LSE (when the caller used it). ``plan`` defaults to
-    ``patternc.lower.lower`` at the config's block sizes.
+    ``patternc.lower.lower`` at the config's block sizes (a given plan runs as plain blocks).
+    ``residue_mode``: ``auto`` / ``force`` / ``off`` (``patternc.runtime.residue``; default
+    ``$PATTERNC_RESIDUE`` or ``auto``): residue branches run gathered and add their gradients.
     """
     B, H, nq, D = q.shape
-    HKV, nk = k.shape[1], k.shape[2]
+    nk = k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     q, k, v, out, do = (_lastdim_contiguous(t) for t in (q, k, v, out, do))
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if min(B, H, nq, nk, D) == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     dev = str(q.device)
-    st = (_cached_setup(node, H, nq, nk, D, q.dtype, dev, config) if plan is None
-          else _setup(node, H, nq, nk, D, q.dtype, dev, config, plan))
-    delta, lse2 = _preprocess(out, do, lse, dlse, st.dp)
+    if plan is not None:
+        setups: tuple[_Step, ...] = (
+            (_setup(node, H, nq, nk, D, q.dtype, dev, config, plan), None),)
+    else:
+        setups = _setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode())
+    delta, lse2 = _preprocess(out, do, lse, dlse, setups[0][0].dp)
+    for st, res in setups:
+        _launch(st, res, q, k, v, do, lse2, delta, dq, dk, dv, scale)
+    return dq, dk, dv
+
+
+_Step = tuple[_Setup, tuple[int, int, int] | None]  # a set-up and its residue mapping (r, u0, off)
+
+
+@functools.lru_cache(maxsize=128)
+def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
+            config: gen.BackwardConfig | None, mode: str) -> tuple[_Step, ...]:
+    """The plain set-up of the pattern, or of its rest followed by the residue parts."""
+    node_c = ir.concretize(node, nk)
+    cfg = config or gen.default_config(D, interpreting())
+    dec = residue.decompose(node_c, nq, nk, H, cfg.block_q, cfg.block_k, mode)
+    if dec is None:
+        return ((_cached_setup(node, H, nq, nk, D, dtype, device, config), None),)
+    out: list[_Step] = [
+        (_cached_setup(dec.rest, H, nq, nk, D, dtype, device, config), None)]
+    for part in dec.parts:
+        # never split gathered tiles: the split buffers would overwrite, not add to, dQ / dK / dV
+        pcfg = dataclasses.replace(cfg, chunk=1 << 30)
+        out.append((_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, pcfg),
+                    (part.r, part.u0, part.off)))
+    return tuple(out)
+
+
+def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            do: torch.Tensor, lse2: torch.Tensor, delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
+            dv: torch.Tensor, scale: float) -> None:
+    """The dK/dV and dQ kernels of one set-up; a residue set-up (``res = (r, u0, off)``) adds its
+    gradients to those already stored."""
+    B, H, nq, D = q.shape
+    HKV, nk = k.shape[1], k.shape[2]
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
+    r, u0, off = res or (1, 0, 0)
+    flags = {"RES": res is not None, "ACCUM": res is not None}
     kbuf = torch.zeros((B * HKV, sk.n_slots, 2, cfg.bn1, st.dp), device=q.device) if sk.n_slots else st.dummy
     qbuf = torch.zeros((B * H, sq.n_slots, cfg.bm2, st.dp), device=q.device) if sq.n_slots else st.dummy
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    st.module.dkdv_kernel[(B * HKV, sk.items.shape[0])](
+    st.module.dkdv_kernel[(B * HKV, sk.items.shape[0], r)](
         q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
         _nonempty(bwd.full_idx), sk.items, *st.tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
-        nq, nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
-        bwd.full_idx.shape[-1], sk.n_slots,
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
+        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-    st.module.dq_kernel[(B * H, sq.items.shape[0])](
+        UPCAST=st.upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
+    st.module.dq_kernel[(B * H, sq.items.shape[0], r)](
         q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
         _nonempty(fwd.full_idx), sq.items, *st.tables,
         *common, *dq.stride()[:3],
-        nq, nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
-        fwd.full_idx.shape[-1], sq.n_slots,
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
+        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
-        EVEN_K=nk % cfg.bn2 == 0, PREC=st.prec, UPCAST=st.upcast,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        EVEN_K=plan.nk % cfg.bn2 == 0, PREC=st.prec, UPCAST=st.upcast,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
     if sk.n_slots:  # split tiles: their float32 sums into dK, dV
         part = kbuf.view(B, HKV, sk.n_slots, 2, cfg.bn1, st.dp).permute(3, 0, 1, 2, 4, 5)
         part = part.reshape(2, B, HKV, sk.n_slots * cfg.bn1, st.dp)[:, :, :, sk.sel, :D]
@@ -184,7 +227,6 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         dv[:, :, sk.rows] = part[1].to(dv.dtype)
     if sq.n_slots:
         dq[:, :, sq.rows] = qbuf.view(B, H, sq.n_slots * cfg.bm2, st.dp)[:, :, sq.sel, :D].to(dq.dtype)
-    return dq, dk, dv
 
 
 def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,

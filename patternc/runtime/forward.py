@@ -22,6 +22,7 @@ from patternc import ir
 from patternc.codegen import forward as gen
 from patternc.codegen import predicate
 from patternc.plan import Plan
+from patternc.runtime import residue
 from patternc.runtime.cache import load_module
 
 LOG2E = 1.4426950408889634
@@ -66,6 +67,27 @@ def default_config(nq: int, nk: int, head_dim: int, dtype: torch.dtype, interpre
     else:
         bq, bk, warps, stages = 64, 64, 4, 2
     return ForwardConfig(min(bq, _pow2_at_least(nq)), min(bk, _pow2_at_least(nk)), warps, stages)
+
+
+DENSE_BLOCK_DENSITY = 0.3  # above this, a pattern is "dense" (causal-like) for the block choice
+DENSE_D64 = ForwardConfig(128, 64, 4, 4)  # H100 sweep at 64k tokens: causal 23.6 ms vs 24.7 at 64x64
+
+
+@functools.lru_cache(maxsize=256)
+def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int, head_dim: int,
+                 dtype: torch.dtype) -> ForwardConfig:
+    """``cfg``, or larger query blocks for dense patterns (block density above
+    ``DENSE_BLOCK_DENSITY`` at ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and
+    ``head_dim <= 64``, where most blocks are FULL and 128x64 tiles with 4 stages beat the 64x64
+    that sparse patterns prefer (benchmarks/RESULTS.md)."""
+    from patternc.lower import lower
+
+    if interpreting() or dtype == torch.float32 or head_dim > 64 or nq < 128 or nk < 128:
+        return cfg
+    plan = lower(ir.concretize(node, nk), nq, nk, block_q=cfg.block_q, block_k=cfg.block_k, heads=heads)
+    total = plan.groups * plan.num_q_blocks * plan.num_k_blocks
+    busy = int(plan.forward.num.sum()) + int(plan.forward.full_num.sum())
+    return DENSE_D64 if total and busy > DENSE_BLOCK_DENSITY * total else cfg
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -121,12 +143,14 @@ def kernel_module(spec: gen.ForwardSpec):  # type: ignore[no-untyped-def]
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, scale: float | None = None,
-            *, plan: Plan | None = None,
-            config: ForwardConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            *, plan: Plan | None = None, config: ForwardConfig | None = None,
+            residue_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(q k^T * scale + mask) v`` and its natural-log LSE (float32 ``[B, H, nq]``, ``-inf``
     on rows with no keys). q ``[B, H, nq, D]``, k / v ``[B, Hkv, nk, D]``, ``Hkv`` divides ``H``.
 
-    ``plan`` (tests, tools) replaces the lowering; its blocks then set the kernel's blocks.
+    ``plan`` (tests, tools) replaces the lowering; its blocks then set the kernel's blocks (and
+    no branch runs residue-gathered). ``residue_mode``: ``auto`` / ``force`` / ``off``
+    (``patternc.runtime.residue``; default ``$PATTERNC_RESIDUE`` or ``auto``).
     """
     check_inputs(q, k, v)
     B, H, nq, D = q.shape
@@ -138,18 +162,45 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
         ir.check_heads(node, H)
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
+    if config is None and plan is None:
+        cfg = dense_config(node, cfg, nq, nk, H, D, q.dtype)
+    dev = str(q.device)
     if plan is not None:
         cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages, cfg.split)
-        launch = _setup(node, B, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg, plan)
+        launches: tuple[_Launch, ...] = (_setup(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg, plan),)
     else:
-        launch = _cached_setup(node, B, H, Hkv, nq, nk, D, q.dtype, str(q.device), cfg)
+        launches = _launches(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg,
+                             residue_mode or residue.default_mode())
     if out.numel():
         if q.is_cuda and q.device.index != torch.cuda.current_device():
             with torch.cuda.device(q.device):  # Triton launches on the current device
-                launch.run(q, k, v, out, lse, scale, B)
+                for launch in launches:
+                    launch.run(q, k, v, out, lse, scale, B)
         else:
-            launch.run(q, k, v, out, lse, scale, B)
+            for launch in launches:
+                launch.run(q, k, v, out, lse, scale, B)
     return out, lse
+
+
+@functools.lru_cache(maxsize=128)
+def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
+              device: str, cfg: ForwardConfig, mode: str) -> tuple[_Launch, ...]:
+    """The plain launch of the pattern, or of its rest followed by one merging launch per group
+    of residue branches (``patternc.runtime.residue``)."""
+    ir.check_heads(node, H)
+    node_c = ir.concretize(node, nk)
+    ir.check_arguments(node_c)
+    dec = residue.decompose(node_c, nq, nk, H, cfg.block_q, cfg.block_k, mode)
+    if dec is None:
+        return (_cached_setup(node, B, H, Hkv, nq, nk, D, dtype, device, cfg),)
+    out = [_cached_setup(dec.rest, B, H, Hkv, nq, nk, D, dtype, device, cfg)]
+    for part in dec.parts:
+        base = default_config(part.nq, part.nk, D, dtype, interpreting())
+        # gathered rows are short and regular: never split (the merge epilogue needs whole rows)
+        pcfg = ForwardConfig(base.block_q, base.block_k, base.num_warps, base.num_stages, 1 << 30)
+        out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device, pcfg,
+                                 (part.r, part.u0, part.off)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -214,6 +265,8 @@ class _Launch:
     nk: int
     slots: int  # most workspace slots of any head group
     tables_dummy: torch.Tensor  # a 1-element tensor for pointer arguments that are not used
+    res: tuple[int, int, int] | None = None  # residue launch: (r, u0, off); merges into out / lse
+    active: tuple[bool, ...] = ()  # residue launch: the head groups with work
 
     def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
             scale: float, batch: int) -> None:
@@ -227,13 +280,17 @@ class _Launch:
             ws_m, ws_l = ws_ml[:n], ws_ml[n:]
         else:  # no split rows: never read or written
             ws_o = ws_m = ws_l = self.tables_dummy
+        r, u0, off = self.res or (1, 0, 0)
         for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
+            if self.res is not None and not self.active[g]:
+                continue
             h0 = g * per_group
-            self.module.attn_fwd[(batch * per_group, work.items.shape[0])](
+            self.module.attn_fwd[(batch * per_group, work.items.shape[0], r)](
                 q, k, v, out, lse, work.items, idx, fidx, *self.tables, ws_o, ws_m, ws_l,
                 scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
-                *strides, idx.stride(0), fidx.stride(0), work.slots,
-                PRED=self.spec.group_pred[g], EVEN_N=self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
+                *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2],
+                PRED=self.spec.group_pred[g], EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0,
+                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.res is not None,
                 num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
             if work.merge.shape[0]:
                 self.module.attn_merge[(batch * per_group, work.merge.shape[0])](
@@ -247,7 +304,8 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 
 def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
-           device: str, cfg: ForwardConfig, plan: Plan | None) -> _Launch:
+           device: str, cfg: ForwardConfig, plan: Plan | None,
+           res: tuple[int, int, int] | None = None) -> _Launch:
     ir.check_heads(node, H)
     node_c = ir.concretize(node, nk)
     ir.check_arguments(node_c)
@@ -270,13 +328,15 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
-    return _Launch(module, cfg, spec, groups, tuple(work), tabs, H, nq, nk, max(w.slots for w in work), dummy)
+    active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
+    return _Launch(module, cfg, spec, groups, tuple(work), tabs, H, nq, nk, max(w.slots for w in work), dummy,
+                   res, active)
 
 
 @functools.lru_cache(maxsize=128)
 def _cached_setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
-                  device: str, cfg: ForwardConfig) -> _Launch:
-    return _setup(node, B, H, Hkv, nq, nk, D, dtype, device, cfg, None)
+                  device: str, cfg: ForwardConfig, res: tuple[int, int, int] | None = None) -> _Launch:
+    return _setup(node, B, H, Hkv, nq, nk, D, dtype, device, cfg, None, res)
 
 
 def _check_plan(plan: Plan, nq: int, nk: int, cfg: ForwardConfig, groups: int) -> None:
