@@ -40,6 +40,7 @@ from patternc.analysis.rows import (
     block_graph,
     dense_rows,
     has_pair,
+    in_tokens,
     merge_intervals,
     merged,
     row_counts,
@@ -190,9 +191,24 @@ def _hub(node: ir.Node, layer: ir.Node, n: int) -> int | None:
     for t in dict.fromkeys(cands[:HUB_CANDIDATES]):
         if int(row_counts(layer, n, n, rows=(t, t + 1)).counts[0]) != n:
             continue
-        if int(row_counts(layer, n, n, keys=(t, t + 1)).counts.min()) == 1:
+        if _sees_column(node, t, n) or int(row_counts(layer, n, n, keys=(t, t + 1)).counts.min()) == 1:
             return t
     return None
+
+
+def _sees_column(node: ir.Node, t: int, n: int) -> bool:
+    """True when the structure alone shows that every query sees key ``t`` (False: unknown)."""
+    match node:
+        case ir.Full():
+            return True
+        case ir.Cols(tokens) | ir.Global(tokens):
+            lo, hi = merged(tokens, n)
+            return bool(in_tokens(np.array([t]), lo, hi)[0])
+        case ir.Union(parts):
+            return any(_sees_column(c, t, n) for c in parts)
+        case ir.Intersect(parts):
+            return all(_sees_column(c, t, n) for c in parts)
+    return False
 
 
 # --------------------------------------------------------------------------- offsets
