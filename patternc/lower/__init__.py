@@ -83,7 +83,10 @@ def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
     ir.check_arguments(conc)
     G = ir.head_counts(conc)
     subs = [optimize(ir.select_head(conc, k, G)) for k in range(G)]
-    diags = {s: toeplitz.diagonals(s, g) for s in set(subs)}
+    # worth it when some head group is periodic; then every group must have a diagonal form
+    if not any(toeplitz.diagonals(s, g) is not None for s in set(subs)):
+        return None
+    diags = {s: toeplitz.diagonals(s, g, min_runs=0) for s in set(subs)}
     if any(d is None for d in diags.values()):
         return None
     parts = {s: toeplitz.tables(s, g, d) for s, d in diags.items() if d is not None}

@@ -24,15 +24,16 @@ MIN_DIAGONAL_RUNS = 64
 """Below this many state changes along the diagonals, run lists are small: keep them."""
 
 
-def diagonals(node: ir.Node, g: Geometry) -> np.ndarray | None:
+def diagonals(node: ir.Node, g: Geometry, min_runs: int | None = None) -> np.ndarray | None:
     """States of the full-size tiles per diagonal ``qb - kb = delta`` (index ``delta + C - 1``),
-    or None when the pattern or geometry does not qualify or the diagonals barely change."""
+    or None when the pattern or geometry does not qualify or the diagonals change fewer than
+    ``min_runs`` times."""
     if not (dependence(node) <= {"d"} and g.bq == g.bk and g.off % g.bq == 0 and g.nqb and g.nkb):
         return None
     b = g.bq
     delta = np.arange(-(g.nkb - 1), g.nqb, dtype=np.int64)
     st = _d_count_states(node, g, delta * b + g.off - (b - 1), delta * b + g.off + (b - 1))
-    if int((st[1:] != st[:-1]).sum()) < MIN_DIAGONAL_RUNS:
+    if int((st[1:] != st[:-1]).sum()) < (MIN_DIAGONAL_RUNS if min_runs is None else min_runs):
         return None
     return st
 
