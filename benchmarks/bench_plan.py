@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="substring filter on pattern labels")
     ap.add_argument("--no-stdlib", action="store_true")
     ap.add_argument("--json", default="")
+    ap.add_argument("--branches-max-n", type=int, default=65536,
+                    help="time plan.strategies (built on first access) only up to this n")
     args = ap.parse_args(argv)
     pats = dict(ANCHORS)
     if not args.no_stdlib:
@@ -101,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             except ir.PatternError as e:
                 print(f"{label[:64]:64s} {n:8d} error: {e}")
                 continue
-            br = best_ms(lambda node=node, n=n, heads=heads: len(lower.__wrapped__(
-                node, n, n, block_q=args.block, block_k=args.block,
-                heads=heads if heads > 1 else None).strategies), max(1, args.repeat // 2)) - ms
+            br = float("nan")
+            if n <= args.branches_max_n:
+                br = best_ms(lambda node=node, n=n, heads=heads: len(lower.__wrapped__(
+                    node, n, n, block_q=args.block, block_k=args.block,
+                    heads=heads if heads > 1 else None).strategies), args.repeat) - ms
             s = plan.stats
             rows.append({"pattern": label, "sap": node.sap(), "n": n, "block": args.block, "ms": ms,
                          "branches_ms": br, **s})
