@@ -16,6 +16,10 @@ Both generated kernels take a list of work items (``patternc.runtime.backward.sc
 tiles heaviest first, and tiles with very long lists (global rows / columns) split over several
 programs that add float32 partial sums atomically into a small buffer.
 
+Residue-class execution (``patternc.runtime.residue``): with ``RES`` grid axis 2 is a residue
+class and rows / keys are gathered coordinates (strided index arithmetic, no copies); with
+``ACCUM`` the stores add to the gradients of the launches before (disjoint branches add).
+
 The pattern enters only through ``_pattern(p, j, i, grp, ...)``, emitted from the IR by
 ``patternc.codegen.predicate``; a ``heads(...)`` pattern gives one branch per head group.
 """

@@ -9,6 +9,11 @@ with an online softmax in base 2 (``scale * log2(e)`` folded into the scores) an
 accumulation. Slices of a split row leave their softmax state (acc, max, sum) in a workspace
 and ``attn_merge`` combines them by log-sum-exp (split-KV).
 
+Residue-class execution (``patternc.runtime.residue``): with ``RES`` the grid's third axis is a
+residue class and rows / keys are gathered coordinates mapped to physical rows by strided index
+arithmetic; with ``ACCUM`` the epilogue merges the tile by log-sum-exp into the ``(out, lse)``
+already stored by the launches before it (disjoint branches of one pattern).
+
 Rows with no keys: the running max starts at a finite ``-1e30`` instead of ``-inf`` so that
 ``exp2(-inf - max)`` is 0 and never NaN; such rows end with ``l == 0`` and store 0.
 
