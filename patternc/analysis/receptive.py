@@ -136,6 +136,8 @@ def receptive_field(node: ir.Node, n: int, *, block: int = 128,
     low = _block_bound(node, n, inside, block)
     if low.exact:
         return low
+    if (low.layers or 1) < 2:  # one layer was checked above and does not suffice
+        low = Receptive(2, False, "one layer does not cover every key")
     up = _upper_from_parts(node, n, inside)
     low = _from_sources(node, n, inside, low, None if up is None else up[0])
     if low.exact:
