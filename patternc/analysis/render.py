@@ -74,6 +74,8 @@ def _group_row(g: GroupReport) -> list[str]:
 
 
 def _percent(x: float) -> str:
+    if x == 0:
+        return "0%"
     return "100%" if x >= 0.99995 else f"{x:.4%}" if x >= 0.0001 else f"{x:.2e}"
 
 
