@@ -96,18 +96,12 @@ def mask_mod(node: ir.Node, nq: int, nk: int | None = None, *, heads: int | None
     return mod
 
 
-def _pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    if t.shape[-1] >= width:
-        return t[..., :width]
-    return torch.nn.functional.pad(t, (0, width - t.shape[-1]))
-
-
 def _per_head(t: torch.Tensor, G: int, heads: int | None) -> torch.Tensor:
     """``[G, ...]`` -> ``[1, H or 1, ...]``: head h of H uses group h * G // H."""
     if G == 1:
         return t[None]
     assert heads is not None
-    return t[torch.arange(heads) * G // heads][None]
+    return t[torch.arange(heads, device=t.device) * G // heads][None]
 
 
 def to_flex(node: ir.Node, nq: int, nk: int | None = None, *, block_size: int | tuple[int, int] = 128,
@@ -126,8 +120,14 @@ def to_flex(node: ir.Node, nq: int, nk: int | None = None, *, block_size: int | 
     f, b = plan.forward, plan.backward
 
     def prep(t: torch.Tensor, width: int | None = None) -> torch.Tensor:
-        t = _per_head(t if width is None else _pad(t, width), G, heads)
-        return t.to(device=device, dtype=torch.int32).contiguous()
+        # copy the compact table, pad on the device: padding on the host costs more than the copy
+        t = t.to(device=device, dtype=torch.int32)
+        if width is not None:
+            out = torch.zeros((*t.shape[:-1], width), dtype=torch.int32, device=device)
+            w = min(width, t.shape[-1])
+            out[..., :w] = t[..., :w]
+            t = out
+        return _per_head(t, G, heads).contiguous()
 
     return BlockMask(
         seq_lengths=(nq, nk),
