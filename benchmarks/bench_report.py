@@ -28,7 +28,7 @@ from patternc import ir
 from patternc.analysis import report
 from patternc.analysis.receptive import receptive_field
 from patternc.analysis.report import _blocks
-from patternc.analysis.rows import counts_and_blocks
+from patternc.analysis.tiles import counts_and_blocks
 
 _G = ir.TokenList.range(0, 16)
 _SQRT = ir.Func("sqrt", (ir.N(),))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from patternc import ir
 from patternc.analysis import Report, render_reports, report
 from patternc.analysis.blocks import offset_block_stats
-from patternc.analysis.rows import counts_and_blocks
+from patternc.analysis.tiles import counts_and_blocks
 from patternc.reference import mask
 
 from .strategies import lengths, patterns

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from patternc import ir
 from patternc.analysis import keys_per_row, report
-from patternc.analysis.rows import block_graph, dense_rows, row_counts
+from patternc.analysis.rows import dense_rows, row_counts
+from patternc.analysis.tiles import block_graph
 from patternc.reference import mask, mask_np
 
 from .strategies import lengths, patterns

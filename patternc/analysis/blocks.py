@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from patternc import ir
-from patternc.analysis.rows import DMod, Iv, compile_pattern, concrete, evaluate
+from patternc.analysis.atoms import DMod, Iv, compile_pattern, concrete, evaluate
 
 
 def offset_set(node: ir.Node, dlo: int, dhi: int) -> np.ndarray | None:

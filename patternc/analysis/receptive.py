@@ -34,17 +34,10 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from patternc import ir
+from patternc.analysis.atoms import in_tokens, merged
 from patternc.analysis.blocks import offset_set
-from patternc.analysis.rows import (
-    Sweep,
-    block_graph,
-    dense_rows,
-    has_pair,
-    in_tokens,
-    merge_intervals,
-    merged,
-    row_counts,
-)
+from patternc.analysis.rows import Sweep, dense_rows, has_pair, row_counts
+from patternc.analysis.tiles import block_graph, merge_intervals
 
 EXACT_TOKENS = 1024
 MAX_BLOCKS = 1024

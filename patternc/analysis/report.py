@@ -17,7 +17,8 @@ from patternc import ir
 from patternc.analysis.blocks import offset_block_stats
 from patternc.analysis.complexity import complexity
 from patternc.analysis.receptive import Receptive, receptive_field
-from patternc.analysis.rows import counts_and_blocks, row_counts
+from patternc.analysis.rows import row_counts
+from patternc.analysis.tiles import counts_and_blocks
 
 
 @dataclass(frozen=True)
