@@ -47,6 +47,10 @@ TABLE = [
     (ir.Band(ir.BinOp("-", n, n)), "O(n^2)", False),  # n - n is 0: cancellation is not tracked
     (ir.Window(ir.BinOp("//", n, 4), 0) & ir.Band(sqrt_n), "O(n sqrt n)", False),
     (ir.Heads((ir.Band(4), ir.Causal())), "O(n^2)", True),
+    (ir.Band(sqrt_n) & ir.Strided(sqrt_n), "O(n)", True),               # a span over one stride
+    (ir.Window(n, 0) & ir.Strided(sqrt_n) & ir.Causal(), "O(n sqrt n)", True),
+    (ir.Band(ir.BinOp("//", n, 2)) & ir.Dilated(sqrt_n, 2), "O(n sqrt n)", True),
+    (ir.Band(sqrt_n) & ir.Strided(2) & ir.Strided(3), "O(n sqrt n)", False),  # two strides: min rule
     (ir.Band(256) | ir.Global(G16) | ir.RandomBlocks(3, 64), "O(n)", True),
 ]
 

@@ -21,6 +21,7 @@ random(r), random_blocks    ``n K(r)``, ``n K(r b)``              idem
 A | B                       ``max``                               a part of the max is tight
 A & B                       ``min``                               a symmetric tight part with
                                                                   causal / full (half survives)
+spans & one stride          ``n K(span / stride)``                the arguments' growth is tight
 A - B                       class of ``A``                        ``A`` tight and ``B`` smaller
 heads(P...)                 ``max`` (per head)                    a part of the max is tight
 ==========================  ====================================  ==============================
@@ -253,9 +254,37 @@ def _intersect(parts: tuple[ir.Node, ...]) -> Bound:
     if not rest:
         return Bound(low, True)
     if len(rest) > 1:
+        banded = _span_over_stride([c for c, _ in rest], any(isinstance(c, ir.Causal) for c in parts))
+        if banded is not None and banded.growth <= low:
+            return banded
         return Bound(low, False)
     (s, b), causal = rest[0], any(isinstance(c, ir.Causal) for c in parts)
     return Bound(low, b.tight and b.growth == low and (not causal or symmetric(s)))
+
+
+def _span_over_stride(parts: list[ir.Node], causal: bool) -> Bound | None:
+    """``band``/``window``/``dilated`` spans intersected with one stride: ``n K(span / stride)``
+    keys (offset 0 is in every part, so at least the diagonal); None when the rule does not apply."""
+    spans: list[Bound] = []
+    strides: list[Bound] = []
+    for c in parts:
+        match c:
+            case ir.Band(w):
+                spans.append(expr_growth(w))
+            case ir.Window(left, right):  # under causal only d >= 0 survives
+                spans.append(expr_growth(left) if causal else _max(expr_growth(left), expr_growth(right)))
+            case ir.Strided(st):
+                strides.append(expr_growth(st))
+            case ir.Dilated(w, r):
+                spans.append(_binop("*", expr_growth(w), expr_growth(r)))
+                strides.append(expr_growth(r))
+            case _:
+                return None
+    if len(strides) != 1 or not spans:
+        return None
+    span = min(spans, key=lambda b: b.growth)
+    per_row = _keys(_binop("//", span, strides[0]))
+    return Bound(N * per_row.growth, per_row.tight)
 
 
 def symmetric(node: ir.Node) -> bool:
