@@ -106,8 +106,7 @@ def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
     assert (a.R, a.C) == (b.R, b.C)
     if a.C == 0 or a.R == 0:
         return a
-    cells = a.R * a.C
-    if cells <= DENSE_CELLS and (a.runs() + b.runs()) * 16 > cells:
+    if _go_dense(a.R * a.C, a.runs() + b.runs()):
         # runs almost as many as blocks (periodic patterns): a dense table lookup is cheaper
         return from_dense(table[to_dense(a), to_dense(b)])
     ka, kb = a.keys(), b.keys()
@@ -138,6 +137,10 @@ def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarr
                  states: np.ndarray) -> BlockRLE:
     """The runs of ``a`` selected by ``keep`` (the others become EMPTY) with single blocks
     ``(rows, cols)`` painted in ``states`` (blocks lying outside the kept runs)."""
+    if _go_dense(a.R * a.C, a.runs()):
+        d = to_dense(BlockRLE(a.R, a.C, a.row, a.start, np.where(keep, a.state, EMPTY).astype(np.uint8)))
+        d[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = states
+        return from_dense(d)
     stop = a.stop
     r = np.concatenate([a.row[keep], rows])
     c0 = np.concatenate([a.start[keep], cols])
@@ -165,6 +168,13 @@ def to_dense(a: BlockRLE) -> np.ndarray:
 
 DENSE_CELLS = 1 << 22
 """Grids up to this many blocks are transposed as a dense matrix (a few bytes per block)."""
+DENSE_MAX_CELLS = 1 << 26
+"""Larger grids (up to a million tokens in blocks of 128) go dense only when their runs number
+at least a sixteenth of their blocks: periodic patterns, whose run lists cost more than bytes."""
+
+
+def _go_dense(cells: int, runs: int) -> bool:
+    return cells <= DENSE_MAX_CELLS and runs * 16 > cells
 
 
 def _nonempty(a: BlockRLE) -> int:
@@ -176,7 +186,7 @@ def transpose(a: BlockRLE) -> BlockRLE:
     R, C = a.R, a.C
     if R == 0 or C == 0:
         return uniform(C, R, EMPTY)
-    if R * C <= DENSE_CELLS and a.runs() * 8 > R:
+    if (R * C <= DENSE_CELLS and a.runs() * 8 > R) or _go_dense(R * C, a.runs()):
         return from_dense(np.ascontiguousarray(to_dense(a).T))
     # row r of `prev` holds row r - 1 of `a`; row 0 holds a sentinel state 0 (no state), so
     # every column starts a run at row 0 of the transpose
