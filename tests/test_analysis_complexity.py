@@ -51,6 +51,9 @@ TABLE = [
     (ir.Window(n, 0) & ir.Strided(sqrt_n) & ir.Causal(), "O(n sqrt n)", True),
     (ir.Band(ir.BinOp("//", n, 2)) & ir.Dilated(sqrt_n, 2), "O(n sqrt n)", True),
     (ir.Band(sqrt_n) & ir.Strided(2) & ir.Strided(3), "O(n sqrt n)", False),  # two strides: min rule
+    ((ir.Window(sqrt_n, 0) | ir.Strided(sqrt_n)) & ir.Causal(), "O(n sqrt n)", True),  # distributed
+    ((ir.Window(256, 0) | ir.Cols(ir.TokenList.of(0, 1))) & ir.Causal(), "O(n)", True),
+    (ir.Cols(ir.TokenList.of(0, 1)) & ir.Causal(), "O(n)", False),
     (ir.Band(256) | ir.Global(G16) | ir.RandomBlocks(3, 64), "O(n)", True),
 ]
 

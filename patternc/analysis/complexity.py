@@ -19,8 +19,9 @@ rows / cols / global(T)     ``n K(|T|)``                          constant lists
 prefix(m)                   ``K(m)^2``                            idem
 random(r), random_blocks    ``n K(r)``, ``n K(r b)``              idem
 A | B                       ``max``                               a part of the max is tight
-A & B                       ``min``                               a symmetric tight part with
-                                                                  causal / full (half survives)
+A & B                       ``min`` (distributed over unions)     a tight part with full, or with
+                                                                  causal when symmetric (half
+                                                                  survives) or inside causal
 spans & one stride          ``n K(span / stride)``                the arguments' growth is tight
 A - B                       class of ``A``                        ``A`` tight and ``B`` smaller
 heads(P...)                 ``max`` (per head)                    a part of the max is tight
@@ -245,6 +246,11 @@ def _scaled(size: Bound) -> Bound:
 
 
 def _intersect(parts: tuple[ir.Node, ...]) -> Bound:
+    # (A | B) & C = (A & C) | (B & C): the union's max rule then sees each branch
+    for k, c in enumerate(parts):
+        if isinstance(c, ir.Union) and len(c.parts) <= 8:
+            others = parts[:k] + parts[k + 1:]
+            return _max(*(_intersect((*others, u)) for u in c.parts))
     bounds = [complexity(c) for c in parts]
     low = min(b.growth for b in bounds)
     if not low.nonzero:
@@ -259,7 +265,7 @@ def _intersect(parts: tuple[ir.Node, ...]) -> Bound:
             return banded
         return Bound(low, False)
     (s, b), causal = rest[0], any(isinstance(c, ir.Causal) for c in parts)
-    return Bound(low, b.tight and b.growth == low and (not causal or symmetric(s)))
+    return Bound(low, b.tight and b.growth == low and (not causal or symmetric(s) or inside_causal(s)))
 
 
 def _span_over_stride(parts: list[ir.Node], causal: bool) -> Bound | None:
@@ -285,6 +291,24 @@ def _span_over_stride(parts: list[ir.Node], causal: bool) -> Bound | None:
     span = min(spans, key=lambda b: b.growth)
     per_row = _keys(_binop("//", span, strides[0]))
     return Bound(N * per_row.growth, per_row.tight)
+
+
+def inside_causal(node: ir.Node) -> bool:
+    """``node`` lies inside ``causal`` (``d >= 0`` for every pair), judged from the structure."""
+    match node:
+        case ir.Causal() | ir.Empty():
+            return True
+        case ir.Window(_, right):
+            return right == 0
+        case ir.Band(w) | ir.Dilated(w, _):
+            return w == 0
+        case ir.Union(parts):
+            return all(inside_causal(c) for c in parts)
+        case ir.Intersect(parts):
+            return any(inside_causal(c) for c in parts)
+        case ir.Diff(a, _):
+            return inside_causal(a)
+    return False
 
 
 def symmetric(node: ir.Node) -> bool:
