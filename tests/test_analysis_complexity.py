@@ -54,6 +54,10 @@ TABLE = [
     ((ir.Window(sqrt_n, 0) | ir.Strided(sqrt_n)) & ir.Causal(), "O(n sqrt n)", True),  # distributed
     ((ir.Window(256, 0) | ir.Cols(ir.TokenList.of(0, 1))) & ir.Causal(), "O(n)", True),
     (ir.Cols(ir.TokenList.of(0, 1)) & ir.Causal(), "O(n)", False),
+    (ir.Global(ir.TokenList.of(ir.Range(0, 64), ir.Range(ir.BinOp("-", n, 64), n))), "O(n)", True),
+    (ir.Rows(ir.TokenList.of(ir.Range(ir.BinOp("//", n, 2), n))), "O(n^2)", True),
+    (ir.Cols(ir.TokenList.of(ir.Range(n, ir.BinOp("+", n, 5)))), "0", True),  # beyond the keys
+    (ir.Cols(ir.TokenList.of(ir.Range(-5, ir.BinOp("+", n, 5)))), "O(n^2)", True),  # clipped to n
     (ir.Band(256) | ir.Global(G16) | ir.RandomBlocks(3, 64), "O(n)", True),
 ]
 

@@ -182,10 +182,53 @@ def _list_size(t: ir.TokenList) -> Bound:
     sizes = []
     for it in t.items:
         if isinstance(it, ir.Range):
-            sizes.append(_binop("-", expr_growth(it.stop), expr_growth(it.start)))
+            sizes.append(_range_size(it))
         else:
             sizes.append(Bound(ONE, False))
     return _max(*sizes)
+
+
+def _range_size(r: ir.Range) -> Bound:
+    """Size of ``a..b``: exact in the slope when both ends are affine in ``n`` (``n - 64..n`` is
+    64 tokens, not ``n``), else bounded by the larger end."""
+    hi, lo = _affine(r.stop), _affine(r.start)
+    if hi is None or lo is None:
+        return _binop("-", expr_growth(r.stop), expr_growth(r.start))
+    # tokens outside [0, n) select nothing: clip both ends (for large n)
+    zero, one = (Fraction(0), Fraction(0)), (Fraction(1), Fraction(0))
+    lo_s, lo_c = (lo[0], lo[1]) if (lo[0], lo[1]) >= zero else zero
+    hi_s, hi_c = (hi[0], hi[1]) if (hi[0], hi[1]) <= one else one
+    slope, const, exact = hi_s - lo_s, hi_c - lo_c, hi[2] and lo[2]
+    if slope > 0:
+        return Bound(N, True)
+    if slope < 0 or (const <= 0 and exact):
+        return Bound(ZERO, exact)
+    return Bound(ONE, exact)
+
+
+def _affine(x: ir.Int) -> tuple[Fraction, Fraction, bool] | None:
+    """``x = slope * n + const`` (``exact`` False when a floor division makes it approximate,
+    within 1), or None when ``x`` is not affine in ``n``."""
+    match x:
+        case int():
+            return Fraction(0), Fraction(x), True
+        case ir.N():
+            return Fraction(1), Fraction(0), True
+        case ir.Neg(a):
+            f = _affine(a)
+            return None if f is None else (-f[0], -f[1], f[2])
+        case ir.BinOp(op, a, b):
+            fa, fb = _affine(a), _affine(b)
+            if fa is None or fb is None:
+                return None
+            if op in ("+", "-"):
+                sign = 1 if op == "+" else -1
+                return fa[0] + sign * fb[0], fa[1] + sign * fb[1], fa[2] and fb[2]
+            if op == "*" and (fa[0] == 0 or fb[0] == 0):
+                return fa[0] * fb[1] + fb[0] * fa[1], fa[1] * fb[1], fa[2] and fb[2]
+            if op == "//" and fb[0] == 0 and fb[1] > 0:
+                return fa[0] / fb[1], fa[1] / fb[1], False
+    return None
 
 
 # --------------------------------------------------------------------------- patterns
