@@ -55,7 +55,7 @@ class Problem:
 
     @property
     def tolerance(self) -> float:
-        return 3e-2 if self.dtype == torch.bfloat16 else 2e-3
+        return 5e-2 if self.dtype == torch.bfloat16 else 1e-3
 
 
 def load_module(path: Path) -> ModuleType:
@@ -67,7 +67,7 @@ def load_module(path: Path) -> ModuleType:
 
 
 def check_kernel(fn, node: patternc.Node, pb: Problem) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
-    """Max abs error of the output and of the gradients against the reference, and seconds taken."""
+    """Relative error of the output and of the gradients against the reference, and seconds taken."""
     g = torch.Generator(device="cpu").manual_seed(0)
 
     def rand(h: int) -> torch.Tensor:
@@ -85,9 +85,13 @@ def check_kernel(fn, node: patternc.Node, pb: Problem) -> tuple[float, float, fl
     qf, kf, vf = (x.detach().float().requires_grad_() for x in (q, k, v))
     ref = reference.attention(qf, kf, vf, node)
     ref_grads = torch.autograd.grad(ref, (qf, kf, vf), do.float())
-    err = (out.float() - ref).abs().max().item()
-    gerr = max((a.float() - b).abs().max().item() for a, b in zip(grads, ref_grads))
-    return err, gerr, seconds
+    return _rel_err(out, ref), max(_rel_err(a, b) for a, b in zip(grads, ref_grads)), seconds
+
+
+def _rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Max abs error over the largest reference magnitude (at least 1): a gradient that sums
+    thousands of rows (a global key's dV) is large, and bf16 rounds it in proportion."""
+    return ((x.float() - ref).abs().max() / ref.abs().max().clamp_min(1.0)).item()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(render_reports(rows))
     outdir = Path(args.out) / "compiled"  # 3. compile and 4. run against the reference
     results = Table(title=f"compiled stdlib kernels vs the reference ({pb.device}, {pb.dtype}, n={pb.n})")
-    for col in ("pattern", "max |out - ref|", "max |grad - ref|", "seconds", "ok"):
+    for col in ("pattern", "out error", "grad error", "seconds", "ok"):
         results.add_column(col)
     jobs = [(p, name) for p, prog in programs.items() for name in prog.exported]
     modules = {p: load_module(compile_file(p, outdir)[0]) for p in programs}
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         module = modules[path]
         fn = getattr(module, patternc.compiler.function_name(name))
         err, gerr, secs = check_kernel(fn, module.PATTERNS[name], pb)
-        ok = err <= pb.tolerance and gerr <= 5 * pb.tolerance
+        ok = err <= pb.tolerance and gerr <= pb.tolerance
         failures += not ok
         results.add_row(f"{path.stem}:{name}", f"{err:.2e}", f"{gerr:.2e}", f"{secs:.2f}",
                         "[green]yes[/green]" if ok else "[red]NO[/red]")
