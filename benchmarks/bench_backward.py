@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import triton
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_forward import PATTERNS, mask_mods, nnz_of, strategy_of
+from bench_forward import PATTERNS, cell, fmt, mask_mods, nnz_of, strategy_of
 
 import patternc
 from patternc import ir
@@ -204,10 +204,6 @@ def main() -> None:
     print(table(meta, rows))
 
 
-def _f(x: Any, fmt: str) -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) else "err"
-
-
 def table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The markdown table for benchmarks/RESULTS.md."""
     head = (f"{meta['date']}, {meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}; "
@@ -216,11 +212,11 @@ def table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "| ours vs flex | cuDNN dense bwd ms | flash dense bwd ms | ours vs cuDNN dense |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [
-        f"| `{r['pattern']}` | {r['N']} | {_f(r.get('density'), '.4f')} "
-        f"| {_f(r.get('ours_bwd_ms'), '.3f')} | {_f(r.get('ours_tflops'), '.0f')} "
-        f"| {_f(r.get('flex_bwd_ms'), '.3f')} | {_f(r.get('flex_tflops'), '.0f')} "
-        f"| {_f(r.get('speedup_vs_flex'), '.2f')}x | {_f(r.get('sdpa_cudnn_bwd_ms'), '.2f')} "
-        f"| {_f(r.get('sdpa_flash_bwd_ms'), '.2f')} | {_f(r.get('speedup_vs_cudnn_dense'), '.2f')}x |"
+        f"| `{cell(r['pattern'])}` | {r['N']} | {fmt(r.get('density'), '.4f')} "
+        f"| {fmt(r.get('ours_bwd_ms'), '.3f')} | {fmt(r.get('ours_tflops'), '.0f')} "
+        f"| {fmt(r.get('flex_bwd_ms'), '.3f')} | {fmt(r.get('flex_tflops'), '.0f')} "
+        f"| {fmt(r.get('speedup_vs_flex'), '.2f')}x | {fmt(r.get('sdpa_cudnn_bwd_ms'), '.2f')} "
+        f"| {fmt(r.get('sdpa_flash_bwd_ms'), '.2f')} | {fmt(r.get('speedup_vs_cudnn_dense'), '.2f')}x |"
         for r in rows]
     return head + "\n".join(lines) + "\n"
 

@@ -243,8 +243,14 @@ def main() -> None:
     print(table(meta, rows))
 
 
-def _f(x: Any, fmt: str) -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) else "err"
+def cell(text: str) -> str:
+    """``text`` safe inside a markdown table cell (pattern unions contain ``|``)."""
+    return text.replace("|", "\\|")
+
+
+def fmt(x: Any, spec: str) -> str:
+    """``x`` formatted for a table cell, or ``err`` where the measurement failed."""
+    return format(x, spec) if isinstance(x, (int, float)) else "err"
 
 
 def table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -255,11 +261,11 @@ def table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "| ours vs flex | cuDNN dense ms | flash dense ms |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [
-        f"| `{r['pattern']}` | {r['N']} | {_f(r.get('density'), '.4f')} "
-        f"| {_f(r.get('block_density'), '.4f')} | {_f(r.get('ours_ms'), '.3f')} "
-        f"| {_f(r.get('ours_tflops'), '.0f')} | {_f(r.get('flex_ms'), '.3f')} "
-        f"| {_f(r.get('flex_tflops'), '.0f')} | {_f(r.get('speedup_vs_flex'), '.2f')}x "
-        f"| {_f(r.get('sdpa_cudnn_ms'), '.2f')} | {_f(r.get('sdpa_flash_ms'), '.2f')} |"
+        f"| `{cell(r['pattern'])}` | {r['N']} | {fmt(r.get('density'), '.4f')} "
+        f"| {fmt(r.get('block_density'), '.4f')} | {fmt(r.get('ours_ms'), '.3f')} "
+        f"| {fmt(r.get('ours_tflops'), '.0f')} | {fmt(r.get('flex_ms'), '.3f')} "
+        f"| {fmt(r.get('flex_tflops'), '.0f')} | {fmt(r.get('speedup_vs_flex'), '.2f')}x "
+        f"| {fmt(r.get('sdpa_cudnn_ms'), '.2f')} | {fmt(r.get('sdpa_flash_ms'), '.2f')} |"
         for r in rows]
     return head + "\n".join(lines) + "\n"
 
