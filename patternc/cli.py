@@ -174,7 +174,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _warnings(prog: Any, n: int) -> list[Diagnostic]:
     """Warnings about exported patterns at key length ``n``: arguments out of range, empty rows."""
-    from patternc.analysis import report
+    from patternc.analysis import keys_per_row
 
     out = []
     for name, node in prog.exported.items():
@@ -186,7 +186,8 @@ def _warnings(prog: Any, n: int) -> list[Diagnostic]:
                                      severity="warning"))
             continue
         try:
-            empty = report(node, n, heads=_heads_for(node, None)).empty_rows
+            # the cheap exact per-row counts, not the whole report (block density, receptive field)
+            empty = int((keys_per_row(node, n, heads=_heads_for(node, None)) == 0).sum())
         except ir.PatternError as e:
             out.append(Diagnostic.at(prog.source, span, "SAP601", f"pattern '{name}' at n={n}: {e}",
                                      severity="warning"))
