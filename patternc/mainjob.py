@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = [int(x) for x in args.n.split(",")]
     rows = [(f"{p.stem}:{name} n={n}", node.report(n, heads=pb.heads))  # 2. report
             for p, prog in programs.items() for name, node in prog.exported.items() for n in ns]
-    console.print(render_reports(rows))
+    print(render_reports(rows))  # already laid out by rich: no re-wrapping at 80 columns
     outdir = Path(args.out) / "compiled"  # 3. compile and 4. run against the reference
     results = Table(title=f"compiled stdlib kernels vs the reference ({pb.device}, {pb.dtype}, n={pb.n})")
     for col in ("pattern", "out error", "grad error", "seconds", "ok"):
