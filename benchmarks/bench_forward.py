@@ -99,25 +99,6 @@ def strategy_of(node: ir.Node, n: int, cfg: Any) -> str:
     return "blocks" if dec is None else "residue r=" + ",".join(str(p.r) for p in dec.parts)
 
 
-def sweep_large(n: int = 65536) -> None:
-    """SWEEP=causal: median ms of a few configs on causal and band(256) at ``n`` tokens."""
-    from patternc.runtime.forward import ForwardConfig
-
-    q, k, v = (torch.randn(B, H, n, D, device="cuda", dtype=DT) for _ in range(3))
-    configs = [ForwardConfig(bq, bk, w, st) for bq, bk, w, st in
-               [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 4, 4), (128, 128, 8, 3),
-                (128, 128, 8, 2), (128, 32, 4, 4), (64, 128, 4, 3)]]
-    for name in ("causal", "band(256)"):
-        times = []
-        for cfg in configs:
-            try:
-                times.append(f"{cfg.block_q}x{cfg.block_k}/w{cfg.num_warps}/s{cfg.num_stages}: "
-                             f"{bench(lambda c=cfg, p=PATTERNS[name]: forward(q, k, v, p, config=c)):.3f}")
-            except Exception as e:
-                times.append(f"{cfg}: {e!r}"[:120])
-        print(f"sweep N={n} {name}: " + "; ".join(times), flush=True)
-
-
 def dense_times(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> dict[str, float]:
     """SDPA medians: flash and cuDNN backends, full and causal."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -185,15 +166,25 @@ def measure(name: str, n: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return r
 
 
-def sweep(n: int = 16384) -> None:
-    """Median ms of our kernel per block config (SWEEP=1): picks the defaults of default_config."""
+# block configs (BLOCK_M, BLOCK_N, warps, stages) and patterns of the two sweeps, by $SWEEP
+_SWEEPS = {
+    "1": (16384, [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 4, 2), (64, 64, 4, 3),
+                  (128, 32, 4, 3), (64, 128, 4, 3)],
+          ("band(256)", "causal", "band(256) | global([0..16])", "dilated(256, 2) | global([0..16])")),
+    "causal": (65536, [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 64, 4, 4), (128, 128, 8, 3),
+                       (128, 128, 8, 2), (128, 32, 4, 4), (64, 128, 4, 3)],
+               ("causal", "band(256)")),
+}
+
+
+def sweep(kind: str) -> None:
+    """SWEEP=1 (16k; picks default_config's choices) or SWEEP=causal (64k): median ms per config."""
     from patternc.runtime.forward import ForwardConfig
 
+    n, shapes, names = _SWEEPS.get(kind, _SWEEPS["1"])
     q, k, v = (torch.randn(B, H, n, D, device="cuda", dtype=DT) for _ in range(3))
-    configs = [ForwardConfig(bq, bk, w, st) for bq, bk, w, st in
-               [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 4, 2), (64, 64, 4, 3),
-                (128, 32, 4, 3), (64, 128, 4, 3)]]
-    for name in ("band(256)", "causal", "band(256) | global([0..16])", "dilated(256, 2) | global([0..16])"):
+    configs = [ForwardConfig(bq, bk, w, st) for bq, bk, w, st in shapes]
+    for name in names:
         times = []
         for cfg in configs:
             try:
@@ -205,11 +196,8 @@ def sweep(n: int = 16384) -> None:
 
 
 def main() -> None:
-    if os.environ.get("SWEEP") == "causal":
-        sweep_large()
-        return
     if os.environ.get("SWEEP"):
-        sweep()
+        sweep(os.environ["SWEEP"])
         return
     import torch._dynamo.config
     import torch._functorch.config
