@@ -36,7 +36,7 @@ from patternc.codegen.backward import BackwardConfig, default_config
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import forward
 
-B, H, D = 1, 16, 64
+B, H, D = 1, 16, int(os.environ.get("HEAD_DIM", "64"))
 DT = torch.bfloat16
 
 

@@ -3,6 +3,7 @@ and dense SDPA (flash and cuDNN backends), in one process, bf16, B=1, H=16, D=64
 
     python benchmarks/bench_forward.py            # N = 4096, 16384, 65536
     NS=4096 python benchmarks/bench_forward.py    # a subset
+    HEAD_DIM=128 python benchmarks/bench_forward.py   # another head dim (also bench_backward.py)
 
 Prints a markdown table and writes ``$OUT/bench_forward.json`` (``$OUT`` defaults to ``.``).
 Useful TFLOP/s = ``4 * nnz * D * H * B / time`` with ``nnz`` the pattern's exact pair count
@@ -28,7 +29,7 @@ from patternc import ir
 from patternc.rng import random_key_blocks
 from patternc.runtime.forward import default_config, forward
 
-B, H, D = 1, 16, 64
+B, H, D = 1, 16, int(os.environ.get("HEAD_DIM", "64"))
 DT = torch.bfloat16
 G16 = ir.TokenList.of(ir.Range(0, 16))
 PATTERNS: dict[str, ir.Node] = {
