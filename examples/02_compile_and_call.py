@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import torch
-from _common import device, parser
+from _common import SparseBlock, device, parser
 from torch import nn
 
 import patternc
@@ -30,27 +29,6 @@ import longformer
 pattern local_sinks(w = 32) = (window(w, 0) | cols([0..4])) & causal
 pattern doc_encoder = longformer(w = 64, g = [0])
 """
-
-Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class SparseBlock(nn.Module):
-    """A pre-norm transformer block whose attention is any ``(q, k, v) -> out`` function."""
-
-    def __init__(self, dim: int, heads: int, attend: Attend) -> None:
-        super().__init__()
-        self.heads, self.attend = heads, attend
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        o = self.attend(q.contiguous(), k.contiguous(), v.contiguous())  # [B, H, N, D]
-        x = x + self.proj(o.transpose(1, 2).reshape(B, N, C))
-        return x + self.mlp(self.norm2(x))
-
 
 def import_module(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)

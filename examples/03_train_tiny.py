@@ -11,12 +11,13 @@ loss falls well below the log(vocab) of guessing once the motif has been seen.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
 
 import torch
-from _common import device, parser
+from _common import SparseBlock, device, parser
 from torch import nn
 
 import patternc
@@ -24,27 +25,12 @@ import patternc
 STDLIB = Path(patternc.__file__).parent / "stdlib_patterns"
 
 
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, pattern: patternc.Node) -> None:
-        super().__init__()
-        self.heads, self.pattern = heads, pattern
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        o = patternc.attention(q.contiguous(), k.contiguous(), v.contiguous(), self.pattern)
-        x = x + self.proj(o.transpose(1, 2).reshape(B, N, C))
-        return x + self.mlp(self.norm2(x))
-
-
 class TinyLM(nn.Module):
     def __init__(self, vocab: int, n: int, dim: int, heads: int, layers: int, pattern: patternc.Node) -> None:
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(n, dim)
-        self.blocks = nn.ModuleList(Block(dim, heads, pattern) for _ in range(layers))
+        attend = functools.partial(patternc.attention, pattern=pattern)
+        self.blocks = nn.ModuleList(SparseBlock(dim, heads, attend) for _ in range(layers))
         self.head = nn.Linear(dim, vocab)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
