@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import triton
+from anchors import PATTERNS
 
 from patternc import ir
 from patternc.rng import random_key_blocks
@@ -31,16 +32,6 @@ from patternc.runtime.forward import default_config, forward
 
 B, H, D = 1, 16, int(os.environ.get("HEAD_DIM", "64"))
 DT = torch.bfloat16
-G16 = ir.TokenList.of(ir.Range(0, 16))
-PATTERNS: dict[str, ir.Node] = {
-    "band(256)": ir.Band(256),
-    "causal": ir.Causal(),
-    "band(256) | global([0..16])": ir.Band(256) | ir.Global(G16),
-    "band(256) | global([0..16]) | random_blocks(3, 64)":
-        ir.Band(256) | ir.Global(G16) | ir.RandomBlocks(3, 64),
-    "dilated(256, 2) | global([0..16])": ir.Dilated(256, 2) | ir.Global(G16),
-    "(window(127, 0) | strided(128)) & causal": (ir.Window(127, 0) | ir.Strided(128)) & ir.Causal(),
-}
 
 
 def bench(fn: Callable[[], Any]) -> float:

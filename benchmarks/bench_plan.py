@@ -19,21 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from anchors import PATTERNS
 
 from patternc import ir
 from patternc.lower import lower
 
-_G = ir.TokenList.range(0, 16)
-ANCHORS: dict[str, ir.Node] = {
-    "band(256)": ir.Band(256),
-    "causal": ir.Causal(),
-    "band(256) | global([0..16])": ir.Band(256) | ir.Global(_G),
-    "bigbird: band(256) | global([0..16]) | random_blocks(3, 64)":
-        ir.Band(256) | ir.Global(_G) | ir.RandomBlocks(3, 64),
-    "dilated(256, 2) | global([0..16])": ir.Dilated(256, 2) | ir.Global(_G),
-    "strided: (window(127, 0) | strided(128)) & causal": (ir.Window(127, 0) | ir.Strided(128)) & ir.Causal(),
-    "fixed(128, 8) & causal": ir.Fixed(128, 8) & ir.Causal(),
-}
+ANCHORS: dict[str, ir.Node] = {**PATTERNS, "fixed(128, 8) & causal": ir.Fixed(128, 8) & ir.Causal()}
 
 
 def stdlib_patterns() -> dict[str, ir.Node]:
