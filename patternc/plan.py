@@ -13,33 +13,113 @@ Block ``(qb, kb)`` covers queries ``[qb*block_q, min((qb+1)*block_q, nq))`` and 
   * PARTIAL - mixed; the kernel evaluates the pattern's predicate.
 
 Index rows are sorted ascending and padded with 0 past their count.
+
+The lists are *stored* as arithmetic runs (:class:`Runs`: a causal row is one run, a strided
+row one run with a step), which costs the pattern's structure, not its block count: a causal
+mask over a million tokens is 8,192 runs where its index lists are 33 million entries. The
+padded index tensors (``idx`` / ``full_idx``) are expanded from the runs on first access, on
+the device the runs live on (one vectorized scatter; move the plan with ``.to(device)`` first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 
 
-@dataclass(frozen=True)
-class BlockTables:
-    """One direction of the block lists, ``[G, rows, ...]`` int32 tensors.
+@dataclass(frozen=True, eq=False)
+class Runs:
+    """Block indices as arithmetic runs, all 1-D int64 tensors of one length: row
+    ``(g[i], row[i])`` holds ``start[i] + step[i] * t`` at positions ``pos[i] + t`` for
+    ``t < count[i]``. Runs of one row cover positions ``0 .. num - 1`` without overlap."""
 
-    ``num[g, r]`` PARTIAL blocks listed in ``idx[g, r, :num[g, r]]``; ``full_num`` / ``full_idx``
-    the same for FULL blocks. Forward rows are query blocks listing key blocks; the transposed
-    tables (backward dK/dV) have key-block rows listing query blocks.
+    g: torch.Tensor
+    row: torch.Tensor
+    pos: torch.Tensor
+    start: torch.Tensor
+    count: torch.Tensor
+    step: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Runs:
+        return Runs(*(t.to(device) for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.g, self.row, self.pos, self.start, self.count, self.step
+
+    def expand(self, G: int, R: int, width: int) -> torch.Tensor:
+        """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's count)."""
+        dev = self.g.device
+        out = torch.zeros(G * R * width, dtype=torch.int32, device=dev)
+        total = int(self.count.sum()) if self.count.numel() else 0
+        if total == 0:
+            return out.view(G, R, width)
+        first = torch.cumsum(self.count, 0) - self.count
+        run = torch.repeat_interleave(torch.arange(self.count.numel(), device=dev), self.count,
+                                      output_size=total)
+        t = torch.arange(total, device=dev) - first[run]
+        base = (self.g * R + self.row) * width + self.pos
+        out[base[run] + t] = (self.start[run] + self.step[run] * t).to(torch.int32)
+        return out.view(G, R, width)
+
+    @staticmethod
+    def from_lists(num: torch.Tensor, idx: torch.Tensor) -> Runs:
+        """One run of length 1 per listed entry of padded ``[G, R, width]`` lists."""
+        ok = torch.arange(idx.shape[2], device=idx.device)[None, None, :] < num[:, :, None]
+        g, r, p = ok.nonzero(as_tuple=True)
+        one = torch.ones_like(g)
+        return Runs(g, r, p, idx[g, r, p].long(), one, one)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockTables:
+    """One direction of the block lists.
+
+    ``num[g, r]`` PARTIAL blocks (int32 ``[G, rows]``) whose indices ``idx[g, r, :num[g, r]]``
+    come from ``runs``; ``full_num`` / ``full_idx`` / ``full_runs`` the same for FULL blocks.
+    Forward rows are query blocks listing key blocks; the transposed tables (backward dK/dV) have
+    key-block rows listing query blocks.
+
+        >>> t = BlockTables.from_lists(torch.tensor([[1, 2]]), torch.tensor([[[3, 0], [0, 1]]]),
+        ...                            torch.tensor([[0, 0]]), torch.zeros(1, 2, 0, dtype=torch.int32))
+        >>> t.idx.tolist(), int(t.runs.count.sum())
+        ([[[3, 0], [0, 1]]], 3)
     """
 
     num: torch.Tensor
-    idx: torch.Tensor
+    runs: Runs
     full_num: torch.Tensor
-    full_idx: torch.Tensor
+    full_runs: Runs
+
+    @staticmethod
+    def from_lists(num: torch.Tensor, idx: torch.Tensor, full_num: torch.Tensor,
+                   full_idx: torch.Tensor) -> BlockTables:
+        """Tables given as padded index lists (tests, hand-written tables)."""
+        return BlockTables(num.int(), Runs.from_lists(num, idx), full_num.int(),
+                           Runs.from_lists(full_num, full_idx))
+
+    @cached_property
+    def idx(self) -> torch.Tensor:
+        """PARTIAL block indices, int32 ``[G, rows, max num]``, expanded from ``runs`` on their device."""
+        G, R = self.num.shape
+        return self.runs.expand(G, R, _width(self.num))
+
+    @cached_property
+    def full_idx(self) -> torch.Tensor:
+        """FULL block indices, int32 ``[G, rows, max full_num]``."""
+        G, R = self.full_num.shape
+        return self.full_runs.expand(G, R, _width(self.full_num))
 
     def to(self, device: torch.device | str) -> BlockTables:
-        return BlockTables(*(t.to(device) for t in (self.num, self.idx, self.full_num, self.full_idx)))
+        return BlockTables(self.num.to(device), self.runs.to(device), self.full_num.to(device),
+                           self.full_runs.to(device))
+
+
+def _width(num: torch.Tensor) -> int:
+    return int(num.max()) if num.numel() else 0
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def _tables(kind: np.ndarray) -> BlockTables:
                 num[g, r] = hit.size
                 idx[g, r, :hit.size] = hit
         out += [torch.from_numpy(num), torch.from_numpy(idx)]
-    return BlockTables(out[0], out[1], out[2], out[3])
+    return BlockTables.from_lists(out[0], out[1], out[2], out[3])
 
 
 def dense_plan(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int) -> Plan:

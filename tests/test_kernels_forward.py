@@ -50,8 +50,8 @@ def reference_plan(node: ir.Node, nq: int, nk: int, heads: int, bq: int, bk: int
     inside = valid.view(rows, bq, cols, bk).sum((1, 3))
     full = hits == inside
     part = (hits > 0) & ~full
-    fwd = BlockTables(*_lists(part), *_lists(full))
-    bwd = BlockTables(*_lists(part.transpose(1, 2)), *_lists(full.transpose(1, 2)))
+    fwd = BlockTables.from_lists(*_lists(part), *_lists(full))
+    bwd = BlockTables.from_lists(*_lists(part.transpose(1, 2)), *_lists(full.transpose(1, 2)))
     return Plan(nq, nk, bq, bk, groups, fwd, bwd)
 
 

@@ -124,8 +124,8 @@ def test_block_layout_has_one_panel_per_head_group() -> None:
 
 def test_block_layout_accepts_a_hand_built_plan() -> None:
     # a 2 x 3 block plan: row 0 partial at key block 2, row 1 full at key blocks 0 and 1
-    t = BlockTables(torch.tensor([[1, 0]]), torch.tensor([[[2, 0], [0, 0]]]),
-                    torch.tensor([[0, 2]]), torch.tensor([[[0, 0], [0, 1]]]))
+    t = BlockTables.from_lists(torch.tensor([[1, 0]]), torch.tensor([[[2, 0], [0, 0]]]),
+                               torch.tensor([[0, 2]]), torch.tensor([[[0, 0], [0, 1]]]))
     plan = Plan(nq=8, nk=12, block_q=4, block_k=4, groups=1, forward=t, backward=t)
     img = plots.block_grid(*(x[0].numpy() for x in (t.num, t.idx, t.full_num, t.full_idx)), cols=3)
     np.testing.assert_array_equal(img, [[0, 0, 1], [2, 2, 0]])

@@ -90,7 +90,7 @@ def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
     if any(d is None for d in diags.values()):
         return None
     parts = {s: toeplitz.tables(s, g, d) for s, d in diags.items() if d is not None}
-    fwd = toeplitz.block_tables([parts[s][0] for s in subs])
-    bwd = toeplitz.block_tables([parts[s][1] for s in subs])
+    fwd = toeplitz.block_tables(g.nqb, [parts[s][0] for s in subs])
+    bwd = toeplitz.block_tables(g.nkb, [parts[s][1] for s in subs])
     return Plan(g.nq, g.nk, g.bq, g.bk, G, fwd, bwd, strategies=Strategies([(s, None) for s in subs], g),
                 stats=stats(fwd, bwd, g.nqb, g.nkb))

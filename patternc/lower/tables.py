@@ -1,4 +1,6 @@
-"""Exact run-length block states -> padded BCSR tables (FlexAttention's layout) and statistics."""
+"""Exact run-length block states -> block tables as runs (see :class:`~patternc.plan.Runs`) and
+statistics. Nothing here is proportional to the number of blocks: a run of FULL blocks is one
+run of the tables, whatever its length."""
 
 from __future__ import annotations
 
@@ -6,53 +8,48 @@ import numpy as np
 import torch
 
 from patternc.lower.rle import EMPTY, FULL, PARTIAL, BlockRLE
-from patternc.plan import BlockTables
+from patternc.plan import BlockTables, Runs
 
-_LONG = 64  # runs at least this long are copied as slices, shorter ones scattered in bulk
-
-
-def _row_counts(rle: BlockRLE, state: int) -> np.ndarray:
-    sel = rle.state == state
-    n = (rle.stop - rle.start)[sel]
-    return np.bincount(rle.row[sel], weights=n, minlength=rle.R).astype(np.int64)
+RunArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""``(g, row, pos, start, count, step)`` int64 arrays of one state."""
 
 
-def _fill(rle: BlockRLE, state: int, out: np.ndarray) -> None:
-    """Write each row's blocks in ``state`` into ``out[row, :count]`` (ascending)."""
+def positions(row: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Where each run starts in its row's list: runs sorted by row, counts before it in its row."""
+    before = np.cumsum(count) - count
+    if row.size == 0:
+        return before
+    new = np.ones(row.size, dtype=bool)
+    new[1:] = row[1:] != row[:-1]
+    first = np.maximum.accumulate(np.where(new, np.arange(row.size), 0))
+    return before - before[first]
+
+
+def state_runs(rle: BlockRLE, state: int, g: int = 0) -> RunArrays:
+    """The runs of ``rle`` in ``state`` as table runs of head group ``g`` (step 1)."""
     sel = rle.state == state
     row, start = rle.row[sel], rle.start[sel]
-    n = rle.stop[sel] - start
-    if row.size == 0:
-        return
-    before = np.cumsum(n) - n
-    pos = before - before[np.searchsorted(row, row, side="left")]
-    long = n >= _LONG
-    ar = np.arange(rle.C, dtype=out.dtype)
-    for r, p, s, k in zip(row[long].tolist(), pos[long].tolist(), start[long].tolist(), n[long].tolist()):
-        out[r, p:p + k] = ar[s:s + k]
-    short = ~long
-    row, start, n, pos = row[short], start[short], n[short], pos[short]
-    total = int(n.sum())
-    first = np.cumsum(n) - n
-    t = np.arange(total, dtype=np.int64) - np.repeat(first, n)
-    out[np.repeat(row, n), np.repeat(pos, n) + t] = np.repeat(start, n) + t
+    count = rle.stop[sel] - start
+    return np.full(row.size, g, dtype=np.int64), row, positions(row, count), start, count, np.ones_like(row)
+
+
+def as_tables(R: int, parts: list[dict[int, RunArrays]]) -> BlockTables:
+    """BlockTables from per-group ``{PARTIAL: runs, FULL: runs}`` (rows sorted within a group)."""
+    out: list[torch.Tensor | Runs] = []
+    for state in (PARTIAL, FULL):
+        cols = [np.concatenate([p[state][k] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+                for k in range(6)]
+        g, row, _, _, count, _ = cols
+        num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
+        out += [torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
+                Runs(*(torch.from_numpy(c.astype(np.int64)) for c in cols))]
+    return BlockTables(out[0], out[1], out[2], out[3])  # type: ignore[arg-type]
 
 
 def tables(rles: list[BlockRLE]) -> BlockTables:
     """One BlockTables from per-head-group exact states (all the same shape)."""
-    R = rles[0].R
-    G = len(rles)
-    parts = []
-    for state in (PARTIAL, FULL):
-        counts = [_row_counts(r, state) for r in rles]
-        width = max([int(c.max()) if c.size else 0 for c in counts] + [0])
-        # zeros come lazily from the OS: only the pages that hold entries are ever touched
-        idx = np.zeros((G, R, width), dtype=np.int32)
-        for g, r in enumerate(rles):
-            _fill(r, state, idx[g])
-        num = np.stack(counts).astype(np.int32) if G else np.zeros((0, R), dtype=np.int32)
-        parts += [torch.from_numpy(num), torch.from_numpy(idx)]
-    return BlockTables(parts[0], parts[1], parts[2], parts[3])
+    parts = [{s: state_runs(r, s, g) for s in (PARTIAL, FULL)} for g, r in enumerate(rles)]
+    return as_tables(rles[0].R if rles else 0, parts)
 
 
 def stats(fwd: BlockTables, bwd: BlockTables, nqb: int, nkb: int) -> dict[str, float | int]:
@@ -74,4 +71,4 @@ def stats(fwd: BlockTables, bwd: BlockTables, nqb: int, nkb: int) -> dict[str, f
     }
 
 
-__all__ = ["EMPTY", "tables", "stats"]
+__all__ = ["EMPTY", "as_tables", "positions", "state_runs", "stats", "tables"]

@@ -18,6 +18,7 @@ from patternc import ir
 from patternc.lower.blocks import Geometry
 from patternc.lower.combine import _d_count_states, d_states, dependence
 from patternc.lower.rle import EMPTY, FULL, PARTIAL
+from patternc.lower.tables import RunArrays, as_tables
 from patternc.plan import BlockTables
 
 MIN_DIAGONAL_RUNS = 64
@@ -38,29 +39,57 @@ def diagonals(node: ir.Node, g: Geometry, min_runs: int | None = None) -> np.nda
     return st
 
 
-def _rows(D: np.ndarray, first: np.ndarray, count: np.ndarray, base: np.ndarray, sign: int,
-          extra: np.ndarray, extra_col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``idx[r, t] = base[r] + sign * D[first[r] + sign * t]`` for ``t < count[r]`` (forward:
-    ``kb = qb - delta`` over descending deltas; backward: ``qb = kb + delta`` over ascending
-    ones; indices ascending either way), then ``extra_col`` appended where ``extra`` holds."""
-    R = base.size
-    num = count + extra
-    idx = np.zeros((R, width), dtype=np.int32)
-    if width == 0 or R == 0:
-        return num, idx
-    if D.size:
-        t = np.arange(width, dtype=np.int64)[None, :]
-        src = np.clip(first[:, None] + sign * t, 0, D.size - 1)
-        valid = t < count[:, None]
-        idx[valid] = (base[:, None] + sign * D[src])[valid]
-    r = np.flatnonzero(extra)
-    idx[r, count[r]] = extra_col
-    return num, idx
+def progressions(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split ascending ``D`` greedily into maximal arithmetic progressions: their first indices
+    (with ``D.size`` appended) and steps. Periodic diagonals (``strided``) are one or two."""
+    firsts, steps = [], []
+    i, n = 0, int(D.size)
+    diff = np.diff(D)
+    # ends[k]: the index one past the run of equal differences that contains difference k
+    change = np.flatnonzero(diff[1:] != diff[:-1]) + 1
+    ends = np.repeat(np.append(change, diff.size), np.diff(np.concatenate([[0], change, [diff.size]])))
+    while i < n:
+        firsts.append(i)
+        if i == n - 1:
+            steps.append(1)
+            break
+        steps.append(int(diff[i]))
+        i = int(ends[i]) + 1
+    return np.array([*firsts, n], dtype=np.int64), np.array(steps, dtype=np.int64)
+
+
+def _rows(D: np.ndarray, lo: np.ndarray, hi: np.ndarray, base: np.ndarray, forward: bool) -> RunArrays:
+    """Runs of rows ``base`` listing ``base - D[k]`` (forward, ``k`` descending) or ``base + D[k]``
+    (backward, ascending) for ``k in [lo, hi)``: one run per progression of ``D`` a row meets."""
+    z = np.zeros(0, dtype=np.int64)
+    some = hi > lo
+    if D.size == 0 or not some.any():
+        return z, z, z, z, z, z
+    base, lo, hi = base[some], lo[some], hi[some]
+    first, step = progressions(D)
+    pid = np.searchsorted(first, np.arange(D.size), side="right") - 1
+    p0, p1 = pid[lo], pid[hi - 1] + 1
+    n = p1 - p0
+    row = np.repeat(base, n)
+    p = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n - p0, n)
+    a = np.maximum(first[p], np.repeat(lo, n))
+    b = np.minimum(first[p + 1], np.repeat(hi, n))
+    count = b - a
+    if forward:  # k descending: the last progression comes first, each read backwards
+        pos = np.repeat(hi, n) - b
+        start = row - D[b - 1]
+        order = np.lexsort((pos, row))
+    else:
+        pos = a - np.repeat(lo, n)
+        start = row + D[a]
+        order = np.arange(row.size)
+    cols = (np.zeros_like(row), row, pos, start, count, step[p])
+    return tuple(c[order] for c in cols)  # type: ignore[return-value]
 
 
 def _direction(st: np.ndarray, g: Geometry, state: int, forward: bool, edge_main: np.ndarray,
-               edge_cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``num`` / ``idx`` of one state. Rows are query blocks (``forward``) or key blocks;
+               edge_cross: np.ndarray) -> RunArrays:
+    """Table runs of one state. Rows are query blocks (``forward``) or key blocks;
     ``edge_main``: states of the short last column (forward) / row (backward) per regular row;
     ``edge_cross``: states of the short last row (forward) / column, all its entries."""
     R, C = (g.nqb, g.nkb) if forward else (g.nkb, g.nqb)
@@ -69,28 +98,26 @@ def _direction(st: np.ndarray, g: Geometry, state: int, forward: bool, edge_main
     Rr, Cr = R - short_r, C - short_c  # regular rows / columns
     D = np.flatnonzero(st == state).astype(np.int64) - (g.nkb - 1)  # diagonals qb - kb, ascending
     rows = np.arange(Rr, dtype=np.int64)
-    if forward:  # kb = qb - delta, kb in [0, Cr): delta in [qb - Cr + 1, qb], taken descending
+    if forward:  # kb = qb - delta, kb in [0, Cr): delta in [qb - Cr + 1, qb]
         lo, hi = np.searchsorted(D, rows - Cr + 1), np.searchsorted(D, rows, side="right")
-        first, sign = hi - 1, -1
-    else:  # qb = kb + delta, qb in [0, Cr): delta in [-kb, Cr - 1 - kb], ascending
+    else:  # qb = kb + delta, qb in [0, Cr): delta in [-kb, Cr - 1 - kb]
         lo, hi = np.searchsorted(D, -rows), np.searchsorted(D, Cr - 1 - rows, side="right")
-        first, sign = lo, 1
-    count = hi - lo
-    extra = (edge_main[:Rr] == state) if short_c else np.zeros(Rr, dtype=bool)
+    main = _rows(D, lo, hi, rows, forward)
+    # a short last column: one more entry at the end of the rows whose edge block is in state
+    extra = np.flatnonzero(edge_main[:Rr] == state) if short_c else np.zeros(0, dtype=np.int64)
+    # a short last row: its entries one by one
     cross = np.flatnonzero(edge_cross == state) if short_r else np.zeros(0, dtype=np.int64)
-    width = int(max(int((count + extra).max()) if Rr else 0, cross.size))
-    num, idx = _rows(D, first, count, rows, sign, extra, C - 1, width)
-    if short_r:
-        num = np.append(num, cross.size)
-        last = np.zeros((1, width), dtype=np.int32)
-        last[0, :cross.size] = cross
-        idx = np.concatenate([idx, last])
-    return num.astype(np.int32), idx
+    one = np.ones(extra.size + cross.size, dtype=np.int64)
+    tail = (0 * one, np.concatenate([extra, np.full(cross.size, Rr)]),
+            np.concatenate([(hi - lo)[extra], np.arange(cross.size)]),
+            np.concatenate([np.full(extra.size, C - 1), cross]), one, one)
+    cols = [np.concatenate([m, t]) for m, t in zip(main, tail)]
+    order = np.lexsort((cols[2], cols[1]))
+    return tuple(c[order] for c in cols)  # type: ignore[return-value]
 
 
-def tables(node: ir.Node, g: Geometry, st: np.ndarray) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]],
-                                                                dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """Forward and backward ``{state: (num, idx)}`` for PARTIAL and FULL from diagonal states."""
+def tables(node: ir.Node, g: Geometry, st: np.ndarray) -> tuple[dict[int, RunArrays], dict[int, RunArrays]]:
+    """Forward and backward ``{state: runs}`` for PARTIAL and FULL from diagonal states."""
     R, C = g.nqb, g.nkb
     last_col = d_states(node, g, np.arange(R, dtype=np.int64), np.full(R, C - 1, dtype=np.int64))
     last_row = d_states(node, g, np.full(C, R - 1, dtype=np.int64), np.arange(C, dtype=np.int64))
@@ -101,18 +128,10 @@ def tables(node: ir.Node, g: Geometry, st: np.ndarray) -> tuple[dict[int, tuple[
     return fwd, bwd
 
 
-def block_tables(parts: list[dict[int, tuple[np.ndarray, np.ndarray]]]) -> BlockTables:
-    """Stack per-group ``{state: (num, idx)}`` into BlockTables (padded to the widest group)."""
-    import torch
-
-    out = []
-    for state in (PARTIAL, FULL):
-        width = max(p[state][1].shape[1] for p in parts)
-        idx = np.zeros((len(parts), parts[0][state][1].shape[0], width), dtype=np.int32)
-        for k, p in enumerate(parts):
-            idx[k, :, :p[state][1].shape[1]] = p[state][1]
-        out += [torch.from_numpy(np.stack([p[state][0] for p in parts])), torch.from_numpy(idx)]
-    return BlockTables(out[0], out[1], out[2], out[3])
+def block_tables(R: int, parts: list[dict[int, RunArrays]]) -> BlockTables:
+    """Stack per-group ``{state: runs}`` (group 0 each) into BlockTables of ``R`` rows."""
+    return as_tables(R, [{s: (np.full(r[0].size, k, dtype=np.int64), *r[1:]) for s, r in p.items()}
+                         for k, p in enumerate(parts)])
 
 
-__all__ = ["EMPTY", "block_tables", "diagonals", "tables"]
+__all__ = ["EMPTY", "block_tables", "diagonals", "progressions", "tables"]
