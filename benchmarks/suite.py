@@ -312,15 +312,18 @@ def configure_dynamo() -> None:
 
 
 def git_commit() -> str | None:
+    """``$PATTERNC_COMMIT`` (a copy without .git), else the checkout's commit (+dirty)."""
+    if os.environ.get("PATTERNC_COMMIT"):
+        return os.environ["PATTERNC_COMMIT"]
     try:
         here = os.path.dirname(os.path.abspath(__file__))
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha + ("+dirty" if dirty else "")) if sha else os.environ.get("PATTERNC_COMMIT")
+        return (sha + ("+dirty" if dirty else "")) if sha else None
     except Exception:
-        return os.environ.get("PATTERNC_COMMIT")
+        return None
 
 
 def meta(argv: Sequence[str]) -> dict[str, Any]:
