@@ -35,7 +35,9 @@ import torch
 class Runs:
     """Block indices as arithmetic runs, all 1-D int64 tensors of one length: row
     ``(g[i], row[i])`` holds ``start[i] + step[i] * t`` at positions ``pos[i] + t`` for
-    ``t < count[i]``. Runs of one row cover positions ``0 .. num - 1`` without overlap."""
+    ``t < count[i]``. Runs of one row cover positions ``0 .. num - 1`` without overlap.
+    ``sort_rows``: the runs give each row's blocks in another order (a row listed residue class
+    by residue class); :meth:`expand` sorts the rows ascending."""
 
     g: torch.Tensor
     row: torch.Tensor
@@ -43,15 +45,24 @@ class Runs:
     start: torch.Tensor
     count: torch.Tensor
     step: torch.Tensor
+    sort_rows: bool = False
 
     def to(self, device: torch.device | str) -> Runs:
-        return Runs(*(t.to(device) for t in self.tensors()))
+        return Runs.of([t.to(device) for t in self.tensors()], self.sort_rows)
+
+    @staticmethod
+    def of(cols: Sequence[torch.Tensor], sort_rows: bool = False) -> Runs:
+        """Runs from ``(g, row, pos, start, count, step)``."""
+        g, row, pos, start, count, step = cols
+        return Runs(g, row, pos, start, count, step, sort_rows)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
-    def expand(self, G: int, R: int, width: int) -> torch.Tensor:
-        """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's count)."""
+    def expand(self, num: torch.Tensor) -> torch.Tensor:
+        """The padded ``[G, R, max num]`` int32 index tensor (zeros past each row's ``num``)."""
+        G, R = num.shape
+        width = int(num.max()) if num.numel() else 0
         dev = self.g.device
         out = torch.zeros(G * R * width, dtype=torch.int32, device=dev)
         total = int(self.count.sum()) if self.count.numel() else 0
@@ -63,7 +74,11 @@ class Runs:
         t = torch.arange(total, device=dev) - first[run]
         base = (self.g * R + self.row) * width + self.pos
         out[base[run] + t] = (self.start[run] + self.step[run] * t).to(torch.int32)
-        return out.view(G, R, width)
+        out = out.view(G, R, width)
+        if self.sort_rows:
+            pad = torch.arange(width, device=dev)[None, None, :] >= num.to(dev)[:, :, None]
+            out = out.masked_fill(pad, torch.iinfo(torch.int32).max).sort(dim=2).values.masked_fill(pad, 0)
+        return out
 
     @staticmethod
     def from_lists(num: torch.Tensor, idx: torch.Tensor) -> Runs:
@@ -104,22 +119,16 @@ class BlockTables:
     @cached_property
     def idx(self) -> torch.Tensor:
         """PARTIAL block indices, int32 ``[G, rows, max num]``, expanded from ``runs`` on their device."""
-        G, R = self.num.shape
-        return self.runs.expand(G, R, _width(self.num))
+        return self.runs.expand(self.num)
 
     @cached_property
     def full_idx(self) -> torch.Tensor:
         """FULL block indices, int32 ``[G, rows, max full_num]``."""
-        G, R = self.full_num.shape
-        return self.full_runs.expand(G, R, _width(self.full_num))
+        return self.full_runs.expand(self.full_num)
 
     def to(self, device: torch.device | str) -> BlockTables:
         return BlockTables(self.num.to(device), self.runs.to(device), self.full_num.to(device),
                            self.full_runs.to(device))
-
-
-def _width(num: torch.Tensor) -> int:
-    return int(num.max()) if num.numel() else 0
 
 
 @dataclass(frozen=True)

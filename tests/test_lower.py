@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from patternc import ir
@@ -198,3 +200,80 @@ def test_diagonal_tables(node: ir.Node, nk: int, shift: int, b: int) -> None:
     finally:
         rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS = saved
         lower.cache_clear()
+
+
+@settings(max_examples=40)
+@given(patterns(max_leaves=3), st.integers(1, 4), st.integers(2, 3), st.integers(1, 4), st.integers(1, 60),
+       st.sampled_from(["|", "&", "-", "heads"]))
+def test_residue_ordered_keys(node: ir.Node, bk: int, m: int, c: int, nq: int, op: str) -> None:
+    # grids above PERMUTE_CELLS with fixed(l, c) classify key blocks in residue order mod the
+    # period; force it on small grids (at least 4 periods of key blocks)
+    import patternc.lower as L
+
+    assume(not any(isinstance(n, ir.Fixed) for n in node.walk()))  # one period, known
+    l = m * bk
+    nk = 4 * l + nq % 13
+    fixed = ir.Fixed(l, min(c, l))
+    combos = {"|": fixed | node, "&": fixed & node, "-": fixed - node, "heads": ir.Heads((node, fixed))}
+    pat = combos[op]
+    saved = L.PERMUTE_CELLS
+    L.PERMUTE_CELLS = -1
+    lower.cache_clear()
+    try:
+        assert L.key_period(pat, L.Geometry(nq, nk, bk, bk)) == m
+        check_plan(pat, nq, nk, bk, bk, heads=2 if op == "heads" else None)
+        check_plan(pat, nq, nk, 2 * bk, bk, heads=2 if op == "heads" else None)
+    finally:
+        L.PERMUTE_CELLS = saved
+        lower.cache_clear()
+
+
+@given(st.lists(st.integers(-50, 50), unique=True, max_size=30))
+def test_progressions_rebuild_the_diagonals(values: list[int]) -> None:
+    from patternc.lower.toeplitz import progressions
+
+    D = np.array(sorted(values), dtype=np.int64)
+    first, step = progressions(D)
+    assert first[0] == 0 and first[-1] == D.size and np.all(np.diff(first) > 0)
+    parts = [D[a] + step[k] * np.arange(b - a) for k, (a, b) in enumerate(itertools.pairwise(first))]
+    rebuilt = np.concatenate([*parts, np.zeros(0, dtype=np.int64)])
+    np.testing.assert_array_equal(rebuilt, D)
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3), st.integers(0, 9), st.integers(1, 4),
+                          st.integers(1, 3)), max_size=12), st.booleans())
+def test_runs_expand_to_padded_lists(spec: list[tuple[int, int, int, int, int]], sort_rows: bool) -> None:
+    from patternc.plan import Runs
+
+    G, R = 2, 4
+    lists: dict[tuple[int, int], list[int]] = {}
+    cols: list[list[int]] = [[] for _ in range(6)]
+    for g, r, start, count, step in spec:
+        row = lists.setdefault((g, r), [])
+        for k, v in enumerate((g, r, len(row), start, count, step)):
+            cols[k].append(v)
+        row += [start + step * t for t in range(count)]
+    num = torch.zeros(G, R, dtype=torch.int32)
+    for (g, r), row in lists.items():
+        num[g, r] = len(row)
+    runs = Runs.of([torch.tensor(c, dtype=torch.int64) for c in cols], sort_rows)
+    idx = runs.expand(num)
+    assert idx.dtype == torch.int32 and idx.shape == (G, R, int(num.max()) if spec else 0)
+    for g in range(G):
+        for r in range(R):
+            want = lists.get((g, r), [])
+            assert idx[g, r, :len(want)].tolist() == (sorted(want) if sort_rows else want)
+            assert not idx[g, r, len(want):].any()
+
+
+@pytest.mark.parametrize("source, most", [("causal", 2), ("band(256) | global([0..16])", 5),
+                                           ("fixed(1024, 8) & causal", 6),
+                                           ("(window(1024, 0) | strided(1024)) & causal", 6)])
+def test_plans_at_a_million_tokens_are_stored_as_few_runs(source: str, most: int) -> None:
+    # the tables of a causal mask at 1M tokens are 33M entries; stored, they are a few runs a row
+    import patternc
+
+    plan = lower(patternc.pattern(source), 1 << 20, 1 << 20)
+    for t in (plan.forward, plan.backward):
+        runs = sum(int(r.count.numel()) for r in (t.runs, t.full_runs))
+        assert runs <= most * t.num.shape[1], (runs, t.num.shape)

@@ -14,6 +14,7 @@ describes how the parts execute. See docs/lowering.md.
 from __future__ import annotations
 
 import functools
+import math
 
 from patternc import ir
 from patternc.lower import rle, toeplitz
@@ -66,12 +67,45 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
     fast = _diagonal_plan(node, g)
     if fast is not None:
         return fast
-    per_group = group_states(node, g)
-    fwd = tables([rle for _, rle in per_group])
-    bwd = tables([transpose(rle) for _, rle in per_group])
-    groups: list[tuple[ir.Node, BlockRLE | None]] = list(per_group)
+    perm = key_period(node, g)
+    if perm > 1:
+        # periodic key columns (fixed): classify with key blocks in residue order, where a row is
+        # a few runs instead of one per period; branches classify on their own, in natural order
+        gp = Geometry(nq, nk, block_q, block_k, perm=perm)
+        per_group = group_states(node, gp)
+        groups: list[tuple[ir.Node, BlockRLE | None]] = [(sub, None) for sub, _ in per_group]
+    else:
+        gp = g
+        per_group = group_states(node, g)
+        groups = list(per_group)
+    fwd = tables([rle for _, rle in per_group], gp)
+    bwd = tables([transpose(rle) for _, rle in per_group], gp, transposed=True)
     return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd, strategies=Strategies(groups, g),
                 stats=stats(fwd, bwd, g.nqb, g.nkb))
+
+
+PERMUTE_CELLS = rle.DENSE_CELLS
+"""Grids above this many blocks classify periodic key patterns in residue order."""
+
+
+def key_period(node: ir.Node, g: Geometry) -> int:
+    """The period in key blocks of the pattern's periodic key columns (``fixed(l, c)``: the
+    summary keys repeat every ``l`` tokens), when the grid is large and holds many periods; else 1."""
+    if g.nqb * g.nkb <= PERMUTE_CELLS:
+        return 1
+    conc = ir.concretize(node, g.nk)
+    ls = [int(n.l) for n in conc.walk() if isinstance(n, ir.Fixed)]
+    if not ls:
+        return 1
+    period = math.lcm(*(math.lcm(l, g.bk) // g.bk for l in ls))
+    return period if 2 <= period <= g.nkb // 4 else 1
+
+
+def _alternates(node: ir.Node, g: Geometry) -> bool:
+    """Some stride or dilation longer than a tile's span: block states alternate along rows."""
+    span = g.bq + g.bk - 1
+    return any((isinstance(n, ir.Strided) and int(n.s) > span)
+               or (isinstance(n, ir.Dilated) and int(n.r) > span) for n in node.walk())
 
 
 def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
@@ -81,6 +115,8 @@ def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
         return None
     conc = ir.concretize(node, g.nk)
     ir.check_arguments(conc)
+    if toeplitz.MIN_DIAGONAL_RUNS and not _alternates(conc, g):
+        return None  # without a period longer than a tile the diagonals change a few times only
     G = ir.head_counts(conc)
     subs = [optimize(ir.select_head(conc, k, G)) for k in range(G)]
     # worth it when some head group is periodic; then every group must have a diagonal form

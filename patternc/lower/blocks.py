@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from patternc import ir
-from patternc.lower.rle import EMPTY, FULL, PARTIAL, UNKNOWN, BlockRLE, from_intervals
+from patternc.lower.rle import EMPTY, FULL, PARTIAL, UNKNOWN, BlockRLE, coalesce, from_intervals
 from patternc.rng import random_key_blocks, random_keys
 
 
@@ -27,6 +27,9 @@ class Geometry:
     nk: int
     bq: int
     bk: int
+    # key blocks in residue order mod ``perm`` (:meth:`to_perm`): periodic key patterns
+    # (``fixed``) then cost a few runs per row instead of one per period
+    perm: int = 1
     # classifications already made at this geometry (one lowering: its branches share subtrees)
     memo: dict[object, BlockRLE] = field(default_factory=dict, compare=False, repr=False)
 
@@ -49,6 +52,24 @@ class Geometry:
     def k_span(self, kb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """First and last (inclusive) key of key blocks ``kb``."""
         return kb * self.bk, np.minimum((kb + 1) * self.bk, self.nk) - 1
+
+    def residue_offsets(self) -> np.ndarray:
+        """Where each residue class of key blocks mod ``perm`` starts in residue order (``perm + 1``
+        entries, the last is ``nkb``)."""
+        sizes = -(-(self.nkb - np.arange(self.perm, dtype=np.int64)) // self.perm)
+        return np.concatenate([[0], np.cumsum(np.maximum(sizes, 0))])
+
+    def to_perm(self, kb: np.ndarray) -> np.ndarray:
+        """Column of key blocks ``kb`` in residue order: class ``kb % perm``, then ``kb // perm``."""
+        return kb if self.perm == 1 else self.residue_offsets()[kb % self.perm] + kb // self.perm
+
+    def from_perm(self, col: np.ndarray) -> np.ndarray:
+        """Key blocks of residue-order columns ``col`` (inverse of :meth:`to_perm`)."""
+        if self.perm == 1:
+            return col
+        off = self.residue_offsets()
+        r = np.searchsorted(off, col, side="right") - 1
+        return r + self.perm * (col - off[r])
 
     def all_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         qb = np.arange(self.nqb, dtype=np.int64)
@@ -186,7 +207,7 @@ def cols_from_cover(g: Geometry, cover: Callable[[np.ndarray], np.ndarray]) -> B
     the same for every row."""
     kb = np.arange(g.nkb, dtype=np.int64)
     j0, j1 = g.k_span(kb)
-    st = count_states(cover(j1 + 1) - cover(j0), j1 - j0 + 1)
+    st = count_states(cover(j1 + 1) - cover(j0), j1 - j0 + 1)[g.from_perm(kb)]
     change = np.ones(st.size, dtype=bool)
     change[1:] = st[1:] != st[:-1]
     starts, sts = kb[change], st[change]
@@ -272,8 +293,31 @@ def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
     return _points(g, pq2, kb, (np.repeat(rows, nkb) * cols).astype(np.float64))
 
 
+def permute(a: BlockRLE, g: Geometry) -> BlockRLE:
+    """Runs over natural key blocks -> runs over ``g``'s residue order (each run splits into at
+    most ``g.perm`` runs, one per residue class it meets)."""
+    if g.perm == 1:
+        return a
+    M, off = g.perm, g.residue_offsets()
+    r = np.arange(M, dtype=np.int64)[None, :]
+    # the blocks kb = r (mod M) of [start, stop) are kb = r + M m for m in [ceil((start - r) / M), ...)
+    c0 = (off[r] - ((r - a.start[:, None]) // M)).reshape(-1)
+    c1 = (off[r] - ((r - a.stop[:, None]) // M)).reshape(-1)
+    rows, states = np.repeat(a.row, M), np.repeat(a.state, M)
+    # the non-empty pieces tile every row exactly (a bijection of the columns): sort, coalesce
+    some = c0 < c1
+    rows, c0, states = rows[some], c0[some], states[some]
+    order = np.argsort(rows * a.C + c0, kind="stable")
+    return coalesce(a.R, a.C, rows[order], c0[order], states[order])
+
+
 def primitive(node: ir.Node, g: Geometry) -> BlockRLE:
-    """Classification of a primitive that is not a function of ``p`` or ``j`` alone."""
+    """Classification of a primitive that is not a function of ``p`` or ``j`` alone, with key
+    blocks in ``g``'s column order."""
+    return permute(_primitive(node, g), g)
+
+
+def _primitive(node: ir.Node, g: Geometry) -> BlockRLE:
     match node:
         case ir.Causal():
             return causal(g)

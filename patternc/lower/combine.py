@@ -140,8 +140,8 @@ def _combine(node: ir.Node, g: B.Geometry, inside_d: bool) -> BlockRLE:
             rows, cols = ir.TokenList.range(min(0, g.off), m), ir.TokenList.range(0, m)
             return merge(classify(ir.Rows(rows), g), classify(ir.Cols(cols), g), AND_PRODUCT)
         case ir.Fixed(l, c):
-            rle = merge(B.blocks(g, int(l)), B.fixed_columns(g, int(l), int(c)), OR)
-            return _resolve(rle, lambda qb, kb: B.fixed_resolve(g, int(l), int(c), qb, kb))
+            rle = merge(B.permute(B.blocks(g, int(l)), g), B.fixed_columns(g, int(l), int(c)), OR)
+            return _resolve(rle, g, lambda qb, kb: B.fixed_resolve(g, int(l), int(c), qb, kb))
         case ir.Heads():
             raise ir.PatternError("a heads(...) pattern needs the number of heads")
     return B.primitive(node, g)
@@ -167,7 +167,7 @@ def _classify(node: ir.Node, g: B.Geometry, inside_d: bool) -> BlockRLE:
         return dense_d(node, g)
     rle = _combine(node, g, d_only)
     if d_only and not inside_d:
-        rle = _resolve(rle, lambda qb, kb: d_states(node, g, qb, kb))
+        rle = _resolve(rle, g, lambda qb, kb: d_states(node, g, qb, kb))
     return rle
 
 
@@ -189,7 +189,7 @@ def dense_d(node: ir.Node, g: B.Geometry) -> BlockRLE:
     dmin = (p0[:, None] - j1[None, :]).reshape(-1)
     dmax = (p1[:, None] - j0[None, :]).reshape(-1)
     st = _d_count_states(node, g, dmin, dmax)
-    return from_dense(st.reshape(g.nqb, g.nkb))
+    return from_dense(np.ascontiguousarray(st.reshape(g.nqb, g.nkb)[:, g.from_perm(kb)]))
 
 
 def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> BlockRLE:
@@ -197,16 +197,17 @@ def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> 
     key = ("exact", node)
     if key not in g.memo:
         rle = classify(node, g)
-        g.memo[key] = _resolve(rle, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
+        g.memo[key] = _resolve(rle, g, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
     return g.memo[key]
 
 
-def _resolve(rle: BlockRLE, states_of) -> BlockRLE:  # type: ignore[no-untyped-def]
+def _resolve(rle: BlockRLE, g: B.Geometry, states_of) -> BlockRLE:  # type: ignore[no-untyped-def]
+    """Decide the blocks with several possible states by ``states_of(qb, kb)`` (natural key blocks)."""
     exact = is_exact(rle.state)
     if exact.all():
         return rle
     qb, kb, _ = expand(rle, ~exact)
-    st = states_of(qb, kb)
+    st = states_of(qb, g.from_perm(kb))
     keep = exact & (rle.state != EMPTY)
     sel = st != EMPTY
     return paint_blocks(rle, keep, qb[sel], kb[sel], st[sel])

@@ -61,7 +61,8 @@ def uniform(R: int, C: int, state: int) -> BlockRLE:
                     np.full(R, state, dtype=np.uint8))
 
 
-def _coalesce(R: int, C: int, row: np.ndarray, start: np.ndarray, state: np.ndarray) -> BlockRLE:
+def coalesce(R: int, C: int, row: np.ndarray, start: np.ndarray, state: np.ndarray) -> BlockRLE:
+    """Runs sorted by (row, start) covering every row, with equal neighbours in a row merged."""
     keep = np.ones(row.size, dtype=bool)
     keep[1:] = (state[1:] != state[:-1]) | (row[1:] != row[:-1])
     return BlockRLE(R, C, row[keep], start[keep], state[keep])
@@ -90,7 +91,7 @@ def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndar
     last = np.ones(key.size, dtype=bool)
     last[:-1] = key[1:] != key[:-1]
     key, st = key[last], st[last]
-    return _coalesce(R, C, key // C, key % C, st)
+    return coalesce(R, C, key // C, key % C, st)
 
 
 def _union_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,12 +114,12 @@ def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
     k = _union_keys(ka, kb)
     sa = a.state[np.searchsorted(ka, k, side="right") - 1]
     sb = b.state[np.searchsorted(kb, k, side="right") - 1]
-    return _coalesce(a.R, a.C, k // a.C, k % a.C, table[sa, sb])
+    return coalesce(a.R, a.C, k // a.C, k % a.C, table[sa, sb])
 
 
 def map_states(a: BlockRLE, table: np.ndarray) -> BlockRLE:
     """Apply a state map to every run."""
-    return _coalesce(a.R, a.C, a.row, a.start, table[a.state])
+    return coalesce(a.R, a.C, a.row, a.start, table[a.state])
 
 
 def expand(a: BlockRLE, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,4 +216,4 @@ def transpose(a: BlockRLE) -> BlockRLE:
     cols = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first - start, n)
     t_rows, t_start, t_state = cols, np.repeat(row, n), np.repeat(sa, n)
     order = np.argsort(t_rows * R + t_start, kind="stable")
-    return _coalesce(C, R, t_rows[order], t_start[order], t_state[order])
+    return coalesce(C, R, t_rows[order], t_start[order], t_state[order])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from patternc.lower.blocks import Geometry
 from patternc.lower.rle import EMPTY, FULL, PARTIAL, BlockRLE
 from patternc.plan import BlockTables, Runs
 
@@ -33,7 +34,23 @@ def state_runs(rle: BlockRLE, state: int, g: int = 0) -> RunArrays:
     return np.full(row.size, g, dtype=np.int64), row, positions(row, count), start, count, np.ones_like(row)
 
 
-def as_tables(R: int, parts: list[dict[int, RunArrays]]) -> BlockTables:
+def natural_columns(runs: RunArrays, g: Geometry) -> RunArrays:
+    """Runs over ``g``'s residue-ordered key blocks -> runs over natural key blocks: a run splits
+    at residue-class boundaries, and each piece is one run with step ``g.perm``."""
+    grp, row, pos, start, count, _ = runs
+    off, M = g.residue_offsets(), g.perm
+    stop = start + count
+    r0 = np.searchsorted(off, start, side="right") - 1
+    n = np.searchsorted(off, stop - 1, side="right") - r0
+    i = np.repeat(np.arange(start.size), n)
+    r = np.repeat(r0, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    a = np.maximum(start[i], off[r])
+    b = np.minimum(stop[i], off[r + 1])
+    step = np.full(i.size, M, dtype=np.int64)
+    return grp[i], row[i], pos[i] + a - start[i], r + M * (a - off[r]), b - a, step
+
+
+def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False) -> BlockTables:
     """BlockTables from per-group ``{PARTIAL: runs, FULL: runs}`` (rows sorted within a group)."""
     out: list[torch.Tensor | Runs] = []
     for state in (PARTIAL, FULL):
@@ -42,14 +59,24 @@ def as_tables(R: int, parts: list[dict[int, RunArrays]]) -> BlockTables:
         g, row, _, _, count, _ = cols
         num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
         out += [torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
-                Runs(*(torch.from_numpy(c.astype(np.int64)) for c in cols))]
+                Runs.of([torch.from_numpy(c.astype(np.int64)) for c in cols], sort_rows)]
     return BlockTables(out[0], out[1], out[2], out[3])  # type: ignore[arg-type]
 
 
-def tables(rles: list[BlockRLE]) -> BlockTables:
-    """One BlockTables from per-head-group exact states (all the same shape)."""
-    parts = [{s: state_runs(r, s, g) for s in (PARTIAL, FULL)} for g, r in enumerate(rles)]
-    return as_tables(rles[0].R if rles else 0, parts)
+def tables(rles: list[BlockRLE], g: Geometry | None = None, transposed: bool = False) -> BlockTables:
+    """One BlockTables from per-head-group exact states (all the same shape). With a geometry
+    ``g`` whose ``perm > 1`` the states' key blocks are in residue order: the columns
+    (forward) or the rows (``transposed``) are mapped back to natural key blocks."""
+    perm = g is not None and g.perm > 1
+    parts = []
+    for k, rle in enumerate(rles):
+        part = {s: state_runs(rle, s, k) for s in (PARTIAL, FULL)}
+        if g is not None and perm:
+            for s, runs in part.items():
+                part[s] = ((runs[0], g.from_perm(runs[1]), *runs[2:]) if transposed
+                           else natural_columns(runs, g))
+        parts.append(part)
+    return as_tables(rles[0].R if rles else 0, parts, sort_rows=perm and not transposed)
 
 
 def stats(fwd: BlockTables, bwd: BlockTables, nqb: int, nkb: int) -> dict[str, float | int]:
