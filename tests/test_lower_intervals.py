@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from patternc.lower.intervals import IntervalSet
+from patternc import ir
+from patternc.lower.intervals import IntervalSet, evaluate, interval_count
+from patternc.reference import mask_np
 
 LO, HI = -5, 40
 spans = st.lists(st.tuples(st.integers(-8, 45), st.integers(0, 9)), max_size=5)
@@ -34,3 +36,23 @@ def test_set_algebra(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> None
     assert _members(sa.complement()) == set(range(LO, HI)) - ma
     xs = np.arange(LO - 2, HI + 3)
     assert sa.cover(xs).tolist() == [sum(1 for v in ma if v < x) for x in xs.tolist()]
+
+
+d_primitives = st.one_of(
+    st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 9), st.integers(0, 9)),
+    st.builds(ir.Band, st.integers(0, 9)), st.builds(ir.Dilated, st.integers(0, 4), st.integers(1, 5)),
+    st.builds(ir.Strided, st.integers(1, 20)),
+)
+d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
+    st.tuples(c, c).map(lambda ab: ab[0] | ab[1]), st.tuples(c, c).map(lambda ab: ab[0] & ab[1]),
+    st.tuples(c, c).map(lambda ab: ab[0] - ab[1]), c.map(lambda a: ~a)), max_leaves=4)
+
+
+@given(d_patterns, st.integers(-60, 0), st.integers(1, 80))
+def test_offsets_of_d_patterns(node: ir.Node, lo: int, width: int) -> None:
+    # patterns of d = p - j alone as sets of offsets d, against the reference predicate
+    d = np.arange(lo, lo + width)
+    want = mask_np(node, 200, 200)[d + 100, 100]  # query p = 100 + d, key 100
+    got = evaluate(node, lo, lo + width, 200)
+    assert _members(got) == set(d[want].tolist())
+    assert interval_count(node, lo, lo + width) >= 1

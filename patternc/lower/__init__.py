@@ -120,10 +120,8 @@ def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
     G = ir.head_counts(conc)
     subs = [optimize(ir.select_head(conc, k, G)) for k in range(G)]
     # worth it when some head group is periodic; then every group must have a diagonal form
-    if not any(toeplitz.diagonals(s, g) is not None for s in set(subs)):
-        return None
     diags = {s: toeplitz.diagonals(s, g, min_runs=0) for s in set(subs)}
-    if any(d is None for d in diags.values()):
+    if any(d is None for d in diags.values()) or not any(toeplitz.alternating(d) for d in diags.values()):
         return None
     parts = {s: toeplitz.tables(s, g, d) for s, d in diags.items() if d is not None}
     fwd = toeplitz.block_tables(g.nqb, [parts[s][0] for s in subs])

@@ -23,7 +23,7 @@ import numpy as np
 
 from patternc import ir
 from patternc.lower import blocks as B
-from patternc.lower.intervals import evaluate
+from patternc.lower.intervals import evaluate, interval_count
 from patternc.lower.predicate import NumpyEnv, predicate
 from patternc.lower.rle import (
     EMPTY,
@@ -225,6 +225,10 @@ def d_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np
 
 def _d_count_states(node: ir.Node, g: B.Geometry, dmin: np.ndarray, dmax: np.ndarray) -> np.ndarray:
     lo, hi = int(dmin.min()), int(dmax.max())
+    if interval_count(node, lo, hi + 1) * 16 < hi + 1 - lo:
+        # few intervals of d (long strides, windows): count members by their boundaries
+        iv = evaluate(node, lo, hi + 1, g.nk)
+        return B.count_states(iv.cover(dmax + 1) - iv.cover(dmin), dmax - dmin + 1)
     d = np.arange(lo, hi + 1, dtype=np.int64)
     f = np.broadcast_to(predicate(node, d, np.zeros(1, dtype=np.int64), g.nk, NumpyEnv(g.nk)), d.shape)
     cs = np.concatenate([[0], np.cumsum(f, dtype=np.int64)])

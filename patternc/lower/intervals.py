@@ -71,11 +71,44 @@ class IntervalSet:
         return np.where(i >= 0, cum[safe] + part, 0)
 
 
+def _multiples(lo: int, hi: int, r: int, a: int, b: int) -> IntervalSet:
+    """Multiples of ``r`` in ``[max(lo, a), min(hi, b))``, one interval each."""
+    first, last = -(-max(lo, a) // r), -(-min(hi, b) // r)
+    m = np.arange(first, max(first, last), dtype=np.int64) * r
+    return IntervalSet.of(lo, hi, m, m + 1)
+
+
+def interval_count(node: ir.Node, lo: int, hi: int) -> int:
+    """An upper bound on the intervals :func:`evaluate` builds for ``node`` over ``[lo, hi)``:
+    strides and dilations contribute one per multiple."""
+    n = 0
+    for sub in node.walk():
+        match sub:
+            case ir.Strided(s):
+                n += (hi - lo) // int(s) + 1
+            case ir.Dilated(w, _):
+                n += 2 * int(w) + 1
+            case _:
+                n += 1 if not sub.children() else 0
+    return n
+
+
 def evaluate(node: ir.Node, lo: int, hi: int, nk: int) -> IntervalSet:
-    """The members in ``[lo, hi)`` of a concrete pattern of one coordinate (``rows`` / ``cols``
-    and operators over them, ``full``, ``empty``)."""
+    """The members in ``[lo, hi)`` of a concrete pattern of one coordinate: ``rows`` / ``cols``
+    and operators over them, ``full``, ``empty``, or a pattern of ``d = p - j`` alone (then the
+    members are offsets ``d``; ``strided`` and ``dilated`` give one interval per multiple)."""
     empty = np.zeros(0, dtype=np.int64)
     match node:
+        case ir.Causal():
+            return IntervalSet.of(lo, hi, np.array([0]), np.array([hi]))
+        case ir.Window(left, right):
+            return IntervalSet.of(lo, hi, np.array([-int(right)]), np.array([int(left) + 1]))
+        case ir.Band(w):
+            return IntervalSet.of(lo, hi, np.array([-int(w)]), np.array([int(w) + 1]))
+        case ir.Strided(st):
+            return _multiples(lo, hi, int(st), lo, hi)
+        case ir.Dilated(w, r):
+            return _multiples(lo, hi, int(r), -int(w) * int(r), int(w) * int(r) + 1)
         case ir.Full():
             return IntervalSet.of(lo, hi, np.array([lo]), np.array([hi]))
         case ir.Empty():

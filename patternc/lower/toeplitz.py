@@ -34,9 +34,13 @@ def diagonals(node: ir.Node, g: Geometry, min_runs: int | None = None) -> np.nda
     b = g.bq
     delta = np.arange(-(g.nkb - 1), g.nqb, dtype=np.int64)
     st = _d_count_states(node, g, delta * b + g.off - (b - 1), delta * b + g.off + (b - 1))
-    if int((st[1:] != st[:-1]).sum()) < (MIN_DIAGONAL_RUNS if min_runs is None else min_runs):
-        return None
-    return st
+    return st if alternating(st, MIN_DIAGONAL_RUNS if min_runs is None else min_runs) else None
+
+
+def alternating(st: np.ndarray | None, min_runs: int | None = None) -> bool:
+    """The diagonal states change at least ``min_runs`` (default ``MIN_DIAGONAL_RUNS``) times."""
+    need = MIN_DIAGONAL_RUNS if min_runs is None else min_runs
+    return st is not None and int((st[1:] != st[:-1]).sum()) >= need
 
 
 def progressions(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
