@@ -37,6 +37,7 @@ from patternc.lower.rle import (
     merge,
     paint_blocks,
 )
+from patternc.passes import optimize
 
 _SINGLE = (EMPTY, PARTIAL, FULL)
 
@@ -197,8 +198,60 @@ def classify_exact(node: ir.Node, g: B.Geometry, tile_budget: int = 1 << 21) -> 
     key = ("exact", node)
     if key not in g.memo:
         rle = classify(node, g)
-        g.memo[key] = _resolve(rle, g, lambda qb, kb: tile_states(node, g, qb, kb, tile_budget))
+        g.memo[key] = _resolve(rle, g, lambda qb, kb: restricted_states(node, g, qb, kb, tile_budget))
     return g.memo[key]
+
+
+def states_at(rle: BlockRLE, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
+    """The states of ``rle`` (key blocks in ``g``'s column order) at blocks ``(qb, kb)``."""
+    i = np.searchsorted(rle.keys(), qb * rle.C + g.to_perm(kb), side="right") - 1
+    return rle.state[i]
+
+
+_OPERATORS = (ir.Union, ir.Intersect, ir.Diff, ir.Complement)
+
+
+def restricted(node: ir.Node, g: B.Geometry, qb: np.ndarray,
+               kb: np.ndarray) -> tuple[list[ir.Node], np.ndarray]:
+    """Per block, ``node`` with every operand that is EMPTY or FULL on the whole block replaced by
+    ``empty`` / ``full`` and folded away: the distinct restricted patterns and which one each
+    block has. ``(cols | window) & causal`` on a diagonal block away from the columns is
+    ``window & causal`` there: a pattern of ``d`` alone, decided in O(1)."""
+    n = qb.size
+    if not isinstance(node, _OPERATORS) or dependence(node) <= {"d"} or n == 0:
+        return [node], np.zeros(n, dtype=np.int64)
+    kids = node.children()
+    states = [states_at(classify_exact(c, g), g, qb, kb) for c in kids]
+    subs = [restricted(c, g, qb, kb) for c in kids]
+    # a block's signature: per operand EMPTY (1), FULL (4) or, PARTIAL, 8 + its own restriction
+    sig = np.stack([np.where(st == PARTIAL, 8 + which, st) for st, (_, which) in zip(states, subs)], axis=1)
+    uniq, inv = np.unique(sig, axis=0, return_inverse=True)
+    nodes = []
+    for row in uniq:
+        parts = [ir.Full() if v == FULL else ir.Empty() if v == EMPTY else sub[0][v - 8]
+                 for v, sub in zip(row.tolist(), subs)]
+        nodes.append(optimize(_with_children(node, parts)))
+    return nodes, inv.reshape(-1)
+
+
+def _with_children(node: ir.Node, parts: list[ir.Node]) -> ir.Node:
+    it = iter(parts)
+    return ir.map_children(node, lambda _: next(it))
+
+
+def restricted_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray,
+                      budget: int = 1 << 21) -> np.ndarray:
+    """Exact states of blocks: each block's restricted pattern (:func:`restricted`), decided by
+    prefix sums over ``d`` where it reads ``d`` alone, else on its tile."""
+    nodes, which = restricted(node, g, qb, kb)
+    out = np.empty(qb.size, dtype=np.uint8)
+    for k, sub in enumerate(nodes):
+        sel = np.flatnonzero(which == k)
+        if dependence(sub) <= {"d"}:
+            out[sel] = d_states(sub, g, qb[sel], kb[sel])
+        else:
+            out[sel] = tile_states(sub, g, qb[sel], kb[sel], budget)
+    return out
 
 
 def _resolve(rle: BlockRLE, g: B.Geometry, states_of) -> BlockRLE:  # type: ignore[no-untyped-def]
