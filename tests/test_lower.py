@@ -188,17 +188,18 @@ d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
 @given(d_patterns, st.integers(1, 60), st.integers(0, 3), st.sampled_from([1, 2, 3, 4, 8]))
 def test_diagonal_tables(node: ir.Node, nk: int, shift: int, b: int) -> None:
     # large grids of periodic d-only patterns build tables per diagonal: force it on small ones
-    from patternc.lower import rle, toeplitz
+    import patternc.lower as L
+    from patternc.lower import toeplitz
 
     nq = max(1, nk - shift * b)  # (nk - nq) a multiple of the block: one state per diagonal
-    saved = rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS
-    rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS = -1, 0
+    saved = L.DIAGONAL_CELLS, toeplitz.MIN_DIAGONAL_RUNS
+    L.DIAGONAL_CELLS, toeplitz.MIN_DIAGONAL_RUNS = -1, 0
     lower.cache_clear()
     try:
         check_plan(node, nq, nk, b, b)
         check_plan(ir.Heads((node, ir.Strided(b + 2) & ir.Causal())), nq, nk, b, b, heads=2)
     finally:
-        rle.DENSE_CELLS, toeplitz.MIN_DIAGONAL_RUNS = saved
+        L.DIAGONAL_CELLS, toeplitz.MIN_DIAGONAL_RUNS = saved
         lower.cache_clear()
 
 

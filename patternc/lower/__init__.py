@@ -17,7 +17,7 @@ import functools
 import math
 
 from patternc import ir
-from patternc.lower import rle, toeplitz
+from patternc.lower import toeplitz
 from patternc.lower.blocks import Geometry
 from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
@@ -84,8 +84,10 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
                 stats=stats(fwd, bwd, g.nqb, g.nkb))
 
 
-PERMUTE_CELLS = rle.DENSE_CELLS
+PERMUTE_CELLS = 1 << 16
 """Grids above this many blocks classify periodic key patterns in residue order."""
+DIAGONAL_CELLS = 1 << 16
+"""Grids above this many blocks build the tables of periodic patterns of ``d`` per diagonal."""
 
 
 def key_period(node: ir.Node, g: Geometry) -> int:
@@ -111,7 +113,7 @@ def _alternates(node: ir.Node, g: Geometry) -> bool:
 def _diagonal_plan(node: ir.Node, g: Geometry) -> Plan | None:
     """Large grids of periodic patterns of ``d`` alone: tables from per-diagonal states
     (:mod:`patternc.lower.toeplitz`) instead of run lists."""
-    if g.nqb * g.nkb <= rle.DENSE_CELLS:
+    if g.nqb * g.nkb <= DIAGONAL_CELLS:
         return None
     conc = ir.concretize(node, g.nk)
     ir.check_arguments(conc)

@@ -94,12 +94,20 @@ def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndar
     return coalesce(R, C, key // C, key % C, st)
 
 
-def _union_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # both inputs are sorted: a stable sort of their concatenation is a linear-time merge
-    k = np.sort(np.concatenate([a, b]), kind="stable")
-    keep = np.ones(k.size, dtype=bool)
-    keep[1:] = k[1:] != k[:-1]
-    return k[keep]
+def _union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted union of sorted keys ``a`` and ``b``, and for each union key the index of the
+    last key of ``a`` (of ``b``) at or before it (-1: none)."""
+    # a stable sort of two sorted runs is a linear-time merge; counting the keys taken from
+    # each side so far gives the indices without a binary search per key
+    k = np.concatenate([a, b])
+    order = np.argsort(k, kind="stable")
+    k = k[order]
+    from_a = order < a.size
+    ia = np.cumsum(from_a) - 1
+    ib = np.arange(k.size) - ia - 1
+    last = np.ones(k.size, dtype=bool)
+    last[:-1] = k[1:] != k[:-1]
+    return k[last], ia[last], ib[last]
 
 
 def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
@@ -110,10 +118,8 @@ def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
     if _go_dense(a.R * a.C, a.runs() + b.runs()):
         # runs almost as many as blocks (periodic patterns): a dense table lookup is cheaper
         return from_dense(table[to_dense(a), to_dense(b)])
-    ka, kb = a.keys(), b.keys()
-    k = _union_keys(ka, kb)
-    sa = a.state[np.searchsorted(ka, k, side="right") - 1]
-    sb = b.state[np.searchsorted(kb, k, side="right") - 1]
+    k, ia, ib = _union_keys(a.keys(), b.keys())
+    sa, sb = a.state[ia], b.state[ib]  # every row starts a run at column 0: never -1
     return coalesce(a.R, a.C, k // a.C, k % a.C, table[sa, sb])
 
 
@@ -195,10 +201,8 @@ def transpose(a: BlockRLE) -> BlockRLE:
     inside = nxt < R
     prev = BlockRLE(R, C, np.concatenate([[0], nxt[inside]]), np.concatenate([[0], a.start[inside]]),
                     np.concatenate([[0], a.state[inside]]).astype(np.uint8))
-    kp, ka = prev.keys(), a.keys()
-    k = _union_keys(kp, ka)
-    sp = prev.state[np.searchsorted(kp, k, side="right") - 1]
-    sa = a.state[np.searchsorted(ka, k, side="right") - 1]
+    k, ip, ia = _union_keys(prev.keys(), a.keys())
+    sp, sa = prev.state[ip], a.state[ia]
     row, start = k // C, k % C
     stop = np.empty_like(start)
     stop[:-1] = start[1:]
