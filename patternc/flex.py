@@ -115,7 +115,7 @@ def to_flex(node: ir.Node, nq: int, nk: int | None = None, *, block_size: int | 
     G = ir.head_counts(node)
     if G > 1 and heads is None:
         raise ir.PatternError("a heads(...) pattern needs the number of heads")
-    plan = lower(node, nq, nk, block_q=bq, block_k=bk, heads=heads)
+    plan = lower(node, nq, nk, block_q=bq, block_k=bk, heads=heads).to(device)  # expanded there
     R, C = plan.num_q_blocks, plan.num_k_blocks
     f, b = plan.forward, plan.backward
 

@@ -89,6 +89,16 @@ class Runs:
         return Runs(g, r, p, idx[g, r, p].long(), one, one)
 
 
+def on_device(t: torch.Tensor, device: torch.device | str) -> bool:
+    """``t`` lives on ``device`` (``"cuda"`` matches the current CUDA device)."""
+    d = torch.device(device)
+    if d.type != t.device.type:
+        return False
+    if d.type == "cuda" and d.index is None:
+        return t.device.index == torch.cuda.current_device()
+    return d.index is None or d.index == t.device.index
+
+
 @dataclass(frozen=True, eq=False)
 class BlockTables:
     """One direction of the block lists.
@@ -127,6 +137,10 @@ class BlockTables:
         return self.full_runs.expand(self.full_num)
 
     def to(self, device: torch.device | str) -> BlockTables:
+        """These tables on ``device``: ``self`` if they are there already (keeping the expanded
+        index tensors), else a copy of the runs (expanded there on first access)."""
+        if on_device(self.num, device):
+            return self
         return BlockTables(self.num.to(device), self.runs.to(device), self.full_num.to(device),
                            self.full_runs.to(device))
 
@@ -162,5 +176,7 @@ class Plan:
         return -(-self.nk // self.block_k)
 
     def to(self, device: torch.device | str) -> Plan:
+        if on_device(self.forward.num, device) and on_device(self.backward.num, device):
+            return self
         return Plan(self.nq, self.nk, self.block_q, self.block_k, self.groups, self.forward.to(device),
                     self.backward.to(device), self.strategies, self.stats)

@@ -278,3 +278,10 @@ def test_plans_at_a_million_tokens_are_stored_as_few_runs(source: str, most: int
     for t in (plan.forward, plan.backward):
         runs = sum(int(r.count.numel()) for r in (t.runs, t.full_runs))
         assert runs <= most * t.num.shape[1], (runs, t.num.shape)
+
+
+def test_moving_a_plan_where_it_is_keeps_its_expanded_tables() -> None:
+    plan = lower(ir.Band(3) | ir.Global(ir.TokenList.of(0)), 40, 40, block_q=8, block_k=8)
+    assert plan.to("cpu") is plan and plan.forward.to(torch.device("cpu")) is plan.forward
+    idx = plan.forward.idx
+    assert plan.to("cpu").forward.idx is idx  # expanded once, not per call
