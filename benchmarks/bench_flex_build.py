@@ -4,10 +4,11 @@
 
 For each pattern, in one process: ``create_block_mask(mask_mod, ...)`` on the GPU
 (``_compile=True``, as in DESIGN.md's anchors; median of 10 after a compiling first call) with the
-pattern's own ``patternc.flex.mask_mod``; ``patternc.lower.lower`` (uncached, host CPU) and
-``patternc.flex.to_flex(device="cuda")`` (uncached: lowering on the host, padding to
-FlexAttention's width and the copy to the GPU). Both BlockMasks are checked to list the same
-PARTIAL and FULL blocks.
+pattern's own ``patternc.flex.mask_mod``; ``patternc.lower.lower`` (uncached, host CPU: the plan
+as runs); "ready": lowering plus moving the runs to the GPU and expanding the forward and
+backward index tensors there (what our kernels read); ``patternc.flex.to_flex(device="cuda")``
+(uncached: the same plus padding to FlexAttention's width). Both BlockMasks are checked to list the
+same PARTIAL and FULL blocks. ``--all`` takes every stdlib pattern (default: a representative few).
 """
 
 from __future__ import annotations
@@ -71,16 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--only", default="", help="substring filter on pattern labels")
+    ap.add_argument("--all", action="store_true", help="every stdlib pattern")
+    ap.add_argument("--no-cbm", action="store_true", help="skip create_block_mask (very long inputs)")
     args = ap.parse_args(argv)
     from torch.nn.attention.flex_attention import create_block_mask
 
     torch._dynamo.config.cache_size_limit = 256  # one compiled create_block_mask per mask_mod
     n, dev = args.n, args.device
     pats = dict(ANCHORS)
-    pats.update({k: v for k, v in stdlib_patterns().items() if k.removeprefix("stdlib ") in STDLIB})
+    lib = stdlib_patterns()
+    pats.update({k: v for k, v in lib.items() if args.all or k.removeprefix("stdlib ") in STDLIB})
     gpu = torch.cuda.get_device_name() if dev == "cuda" else dev
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {gpu} torch {torch.__version__} n={n}")
-    print(f"{'pattern':60s} {'cbm ms':>8s} {'cbm 1st s':>9s} {'lower ms':>9s} {'to_flex ms':>10s} same")
+    print(f"{'pattern':60s} {'cbm ms':>8s} {'cbm 1st s':>9s} {'lower ms':>9s} {'ready ms':>9s} "
+          f"{'to_flex ms':>10s} same")
     rows = []
     for label, node in pats.items():
         if args.only not in label:
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         G = ir.head_counts(node)
         heads = G if G > 1 else None
         try:
+            if args.no_cbm:
+                raise RuntimeError("skipped")
             mm = mask_mod(node, n, n, heads=heads, device=dev)
             t0 = time.perf_counter()
             theirs = create_block_mask(mm, None, heads, n, n, device=dev, _compile=True)
@@ -108,14 +115,19 @@ def main(argv: list[str] | None = None) -> int:
             lower.cache_clear()
             return to_flex(node, n, n, heads=heads, device=dev)
 
+        def ready_once(node: ir.Node = node, heads: int | None = heads) -> object:
+            plan = lower_once(node, heads).to(dev)  # type: ignore[attr-defined]
+            return [(t.idx, t.full_idx) for t in (plan.forward, plan.backward)]
+
         t_lower = timed(lower_once, 5, sync=False)
-        t_flex = timed(flex_once, 5)
-        ours = flex_once()
-        same = same_blocks(ours, theirs) if theirs is not None else None
+        t_ready = timed(ready_once, 5)
+        t_flex = timed(flex_once, 5) if not args.no_cbm else float("nan")
+        same = same_blocks(flex_once(), theirs) if theirs is not None else None
         rows.append({"pattern": label, "sap": node.sap(), "n": n, "create_block_mask_ms": cbm,
-                     "create_block_mask_first_s": first, "lower_ms": t_lower, "to_flex_ms": t_flex,
-                     "same_blocks": same})
-        print(f"{label[:60]:60s} {cbm:8.2f} {first:9.2f} {t_lower:9.2f} {t_flex:10.2f} {same}", flush=True)
+                     "create_block_mask_first_s": first, "lower_ms": t_lower, "ready_ms": t_ready,
+                     "to_flex_ms": t_flex, "same_blocks": same})
+        print(f"{label[:60]:60s} {cbm:8.2f} {first:9.2f} {t_lower:9.2f} {t_ready:9.2f} {t_flex:10.2f} {same}",
+              flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
