@@ -38,19 +38,22 @@ import torch
 if not torch.cuda.is_available():  # --device cpu: Triton's interpreter, chosen before triton loads
     os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from suite_core import Case, all_cases, markdown, merge, parse_shard, select
+from suite_core import Case, all_cases, markdown, merge, parse_shard, select, warm_argv, warm_chunks
 
 from patternc import ir
 
 B, H = 1, 16
 DT = torch.bfloat16
 DEVICE = "cuda"  # "cpu" (--device cpu): a smoke test of the plumbing on Triton's interpreter
+WARM = False  # --warm-only: first calls (compiles, into the on-disk caches) and no timing
 FWD_BENCH = dict(warmup=25, rep=100)  # do_bench's warm-up and repeat budgets, in ms
 BWD_BENCH = dict(warmup=10, rep=60)
 
 
 def bench(fn: Callable[[], Any], warmup: int = 25, rep: int = 100) -> float:
     """Median ms of ``fn`` (``triton.testing.do_bench``: CUDA events, L2 flushed between runs)."""
+    if WARM:
+        return float("nan")
     if DEVICE != "cuda":  # smoke test: one timed call
         return first_call(fn)[1] * 1e3
     import triton
@@ -228,8 +231,9 @@ def build_cbm(mod: Any, n: int, heads: int | None, r: dict[str, Any]) -> Any:
 
     try:
         bm, r["cbm_first_s"] = first_call(build)
-        times = sorted(first_call(build)[1] for _ in range(3))
-        r["cbm_ms"] = times[1] * 1e3
+        if not WARM:
+            times = sorted(first_call(build)[1] for _ in range(3))
+            r["cbm_ms"] = times[1] * 1e3
         return bm
     except Exception as e:
         r["cbm_error"] = error_text(e)
@@ -364,12 +368,48 @@ def progress(r: dict[str, Any], t: float) -> str:
             f"row {r['row_s']:.1f} s" + ("" if not any(k.endswith("_error") for k in r) else "  (errors)"))
 
 
+def warm_up(cases: Sequence[Case], n: int, d: int, opts: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Compile in parallel: ``--jobs`` worker processes make every first call of the slice (ours,
+    flex, create_block_mask) into the on-disk caches (Triton's, Inductor's, patternc's), so the
+    measuring process mostly loads kernels. Returns each case's cold first-call seconds; best
+    effort: a failed or late worker only leaves its compiles to the measuring process."""
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="suite_warm_")
+    flags = [f for f, on in (("--fwd-only", opts.fwd_only), ("--no-cbm", opts.no_cbm),
+                             ("--device=" + opts.device, True)) if on]
+    env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS=str(max(1, (os.cpu_count() or 1) // opts.jobs)))
+    procs = []
+    for i, names in enumerate(warm_chunks(cases, opts.jobs)):
+        js = os.path.join(tmp, f"w{i}.json")
+        log = open(os.path.join(tmp, f"w{i}.log"), "w")  # noqa: SIM115 (closed below)
+        cmd = [sys.executable, os.path.abspath(__file__), *warm_argv(names, n, d, flags, js)]
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), js, log))
+    deadline = time.perf_counter() + opts.warm_timeout_s
+    cold: dict[str, dict[str, float]] = {}
+    for p, js, log in procs:
+        try:
+            p.wait(timeout=max(1.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            p.kill()  # only this worker, which this process started
+            p.wait()
+        log.close()
+        if p.returncode != 0:
+            with open(log.name) as f:
+                print(f"warm-up worker rc={p.returncode}: " + f.read()[-400:], flush=True)
+        if os.path.exists(js):
+            with open(js) as f:
+                for row in json.load(f)["rows"]:
+                    cold[row["name"]] = {k: v for k, v in row.items() if k.endswith("_first_s")}
+    return cold
+
+
 def run(opts: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     """Measure every selected (N, D, pattern); JSON rewritten after every row."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    global DEVICE
-    DEVICE = opts.device
+    global DEVICE, WARM
+    DEVICE, WARM = opts.device, opts.warm_only
     configure_dynamo()
     flex = torch.compile(flex_attention, dynamic=False) if DEVICE == "cuda" else flex_attention
     cases = select(all_cases(opts.set), opts.only, opts.shard)
@@ -380,6 +420,8 @@ def run(opts: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     for d in opts.d:
         for n in opts.n:
             t_slice, done = time.perf_counter(), 0
+            cold = warm_up(cases, n, d, opts) if opts.jobs > 0 and not WARM else {}
+            warm_s = time.perf_counter() - t_slice
             inp = Inputs.random(n, d)
             recs = dense_sdpa(n, d, inp, opts.fwd_only) if not opts.no_dense else []
             result["dense"] += recs
@@ -390,11 +432,14 @@ def run(opts: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
                     result["skipped"].append(f"{case.name} N={n} D={d}")
                     continue
                 result["rows"].append(measure(case, n, d, inp, flex, opts, dense))
+                if case.name in cold:
+                    result["rows"][-1]["cold"] = cold[case.name]
                 done += 1
                 print(progress(result["rows"][-1], time.perf_counter() - start), flush=True)
                 write_json(path, result)
                 empty_cache()
-            result["slices"].append(dict(N=n, D=d, rows=done, wall_s=time.perf_counter() - t_slice))
+            result["slices"].append(dict(N=n, D=d, rows=done, wall_s=time.perf_counter() - t_slice,
+                                         warm_s=warm_s))
             write_json(path, result)
             del inp
             empty_cache()
@@ -419,6 +464,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cbm", action="store_true", help="skip FlexAttention's create_block_mask")
     p.add_argument("--no-dense", action="store_true", help="skip dense SDPA")
     p.add_argument("--deadline-s", type=float, help="start no new row after this many seconds")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="compile in parallel first: this many warm-up processes per slice (0: none)")
+    p.add_argument("--warm-timeout-s", type=float, default=300, help="the warm-up's limit per slice")
+    p.add_argument("--warm-only", action="store_true", help=argparse.SUPPRESS)  # a warm-up worker
     p.add_argument("--json", help="JSON path (default $OUT/bench_suite_<slice>.json)")
     p.add_argument("--md", help="also write the markdown tables here")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),

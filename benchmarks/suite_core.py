@@ -121,6 +121,21 @@ def parse_shard(text: str) -> tuple[int, int]:
     return shard
 
 
+def warm_chunks(cases: Sequence[Case], jobs: int) -> list[list[str]]:
+    """The cases' names dealt round-robin to at most ``jobs`` warm-up workers (none empty)."""
+    chunks: list[list[str]] = [[] for _ in range(max(0, min(jobs, len(cases))))]
+    for i, c in enumerate(cases):
+        chunks[i % len(chunks)].append(c.name)
+    return chunks
+
+
+def warm_argv(names: Sequence[str], n: int, d: int, flags: Sequence[str], json_path: str) -> list[str]:
+    """A warm-up worker's command line: first calls only, for exactly these names at (n, d).
+    Each name is the exact name of one case, so ``--only`` picks exactly it."""
+    return ["--warm-only", "--no-dense", "--n", str(n), "--d", str(d), *flags, "--json", json_path,
+            "--only", *names]
+
+
 def useful_tflops(nnz: int, head_dim: int, batch: int, ms: float | None,
                   backward: bool = False) -> float | None:
     """``4 * nnz * D * B / time`` (2.5x that for a backward), in TFLOP/s; ``nnz`` counts every
@@ -208,7 +223,8 @@ BWD_HEAD = ("| pattern | N | D | ours ms | ours TFLOP/s | flex ms (to_flex) | fl
 
 def fwd_line(r: dict[str, Any]) -> str:
     """One forward table row (``r`` already :func:`derive`d)."""
-    first = "/".join(fmt(r.get(k), ".1f") for k in ("ours_fwd_first_s", "flex_fwd_first_s", "cbm_first_s"))
+    src = r.get("cold") or r  # a warm-up worker's first calls, when there was one: the compiles
+    first = "/".join(fmt(src.get(k), ".1f") for k in ("ours_fwd_first_s", "flex_fwd_first_s", "cbm_first_s"))
     return (f"| `{cell(r['label'])}` | {r['N']} | {r['D']} | {fmt(r.get('density'), '.4f')} "
             f"| {_ms(r, 'ours_fwd_ms', 'ours_fwd')} | {fmt(r.get('ours_fwd_tflops'), '.0f')} "
             f"| {_ms(r, 'flex_fwd_ms', 'flex_fwd')} | {_ms(r, 'flex_cbm_fwd_ms', 'cbm')} "
@@ -222,7 +238,8 @@ def bwd_line(r: dict[str, Any]) -> str:
     """One backward table row (``r`` already :func:`derive`d)."""
     errs = r.get("bwd_max_rel_err")
     err = ", ".join(f"{errs[g]:.4f}" for g in ("dq", "dk", "dv")) if errs else ""
-    first = "/".join(fmt(r.get(k), ".1f") for k in ("ours_bwd_first_s", "flex_bwd_first_s"))
+    src = r.get("cold") or r
+    first = "/".join(fmt(src.get(k), ".1f") for k in ("ours_bwd_first_s", "flex_bwd_first_s"))
     return (f"| `{cell(r['label'])}` | {r['N']} | {r['D']} "
             f"| {_ms(r, 'ours_bwd_ms', 'ours_bwd')} | {fmt(r.get('ours_bwd_tflops'), '.0f')} "
             f"| {_ms(r, 'flex_bwd_ms', 'flex_bwd')} | {_ms(r, 'flex_cbm_bwd_ms', 'cbm_bwd')} "
@@ -281,7 +298,8 @@ def markdown(result: dict[str, Any]) -> str:
         out += ["Backward:\n", BWD_HEAD + "\n".join(bwd) + "\n"]
     if result.get("dense"):
         out += ["Dense SDPA, same process:\n", dense_table(result["dense"], heads, batch)]
-    walls = [f"N={s['N']} D={s['D']}: {s['wall_s']:.0f} s ({s['rows']} rows)" for s in result["slices"]]
+    walls = [f"N={s['N']} D={s['D']}: {s['wall_s']:.0f} s ({s['rows']} rows"
+             + (f"; warm-up {s['warm_s']:.0f} s)" if s.get("warm_s") else ")") for s in result["slices"]]
     out.append("Wall time per slice (compiles included): " + ", ".join(walls) + "\n")
     if result.get("skipped"):
         out.append("Skipped (deadline): " + ", ".join(result["skipped"]) + "\n")

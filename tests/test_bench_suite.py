@@ -212,3 +212,14 @@ def test_block_sets_compare_flex_block_masks() -> None:
     partial, full = suite.block_sets(ours, 4)
     assert partial.shape == (1, 4, 4, 4) and not (partial & full).any()
     assert not suite.same_blocks(ours, to_flex(ir.Band(100), 512), 4)
+
+
+@given(st.integers(1, 40))
+def test_warm_up_workers_get_every_case_exactly_once(jobs: int) -> None:
+    chunks = sc.warm_chunks(CASES, jobs)
+    assert len(chunks) == min(jobs, len(CASES)) and all(chunks)
+    assert sorted(x for c in chunks for x in c) == sorted(names(CASES))
+    argv = sc.warm_argv(chunks[0], 4096, 128, ["--fwd-only"], "/t/w.json")
+    o = suite.parser().parse_args(argv)
+    assert o.warm_only and o.no_dense and o.fwd_only and o.n == [4096] and o.d == [128]
+    assert names(sc.select(CASES, o.only)) == chunks[0]  # exact names pick exactly the chunk
