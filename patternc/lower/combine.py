@@ -239,10 +239,17 @@ def _with_children(node: ir.Node, parts: list[ir.Node]) -> ir.Node:
     return ir.map_children(node, lambda _: next(it))
 
 
+RESTRICT_MIN_BLOCKS = 256
+"""Fewer undecided blocks than this are decided on their tiles directly: restricting the pattern
+costs a few passes per distinct restriction, more than a few hundred border checks."""
+
+
 def restricted_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray,
                       budget: int = 1 << 21) -> np.ndarray:
     """Exact states of blocks: each block's restricted pattern (:func:`restricted`), decided by
     prefix sums over ``d`` where it reads ``d`` alone, else on its tile."""
+    if qb.size < RESTRICT_MIN_BLOCKS:
+        return tile_states(node, g, qb, kb, budget)
     nodes, which = restricted(node, g, qb, kb)
     out = np.empty(qb.size, dtype=np.uint8)
     for k, sub in enumerate(nodes):
