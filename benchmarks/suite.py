@@ -221,13 +221,29 @@ def flex_pass(tag: str, bm: Any, flex: Any, inp: Inputs, fwd_only: bool, r: dict
         empty_cache()
 
 
+@functools.cache
+def compiled_cbm() -> Any:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return torch.compile(create_block_mask) if DEVICE == "cuda" else create_block_mask
+
+
 def build_cbm(mod: Any, n: int, heads: int | None, r: dict[str, Any]) -> Any:
     """FlexAttention's own ``create_block_mask`` (compiled) on ``mod``: first-call seconds and the
     median of 3 later builds into ``r``; None (error recorded, e.g. OOM) when it fails."""
+    import warnings
+
     from torch.nn.attention.flex_attention import create_block_mask
 
     def build() -> Any:
-        return create_block_mask(mod, None, heads, n, n, device=DEVICE, _compile=DEVICE == "cuda")
+        # torch 2.11 deprecates _compile=True in favour of torch.compile(create_block_mask); the
+        # flag is what our H100 runs measured, the fallback is for a torch that dropped it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                return create_block_mask(mod, None, heads, n, n, device=DEVICE, _compile=DEVICE == "cuda")
+            except TypeError:
+                return compiled_cbm()(mod, None, heads, n, n, device=DEVICE)
 
     try:
         bm, r["cbm_first_s"] = first_call(build)

@@ -215,7 +215,7 @@ def _ms(r: dict[str, Any], key: str, err_key: str) -> str:
 
 FWD_HEAD = ("| pattern | N | D | density | ours ms | ours TFLOP/s | flex ms (to_flex) | flex ms (cbm) "
             "| flex TFLOP/s | ours vs flex | ours vs cuDNN | max abs err | cbm build ms | first call s "
-            "(ours / flex / cbm) |\n" + "|---" * 15 + "|\n")
+            "(ours / flex / cbm) |\n" + "|---" * 14 + "|\n")
 BWD_HEAD = ("| pattern | N | D | ours ms | ours TFLOP/s | flex ms (to_flex) | flex ms (cbm) | flex TFLOP/s "
             "| ours vs flex | ours vs cuDNN | max rel err (dq, dk, dv) | first call s (ours / flex) |\n"
             + "|---" * 12 + "|\n")

@@ -126,8 +126,9 @@ def test_table_lines_have_the_header_cells_and_hide_wrong_ratios() -> None:
     r = sc.derive(row(ours_fwd_ms=0.5, flex_fwd_ms=1.0, fwd_max_abs_err=0.9, ours_bwd_ms=1.0,
                       flex_bwd_error="OutOfMemoryError: CUDA out of memory", cbm_error="boom"), batch=1)
     fl, bl = sc.fwd_line(r), sc.bwd_line(r)
-    assert len(cells(fl)) == len(cells(sc.FWD_HEAD.splitlines()[0]))
-    assert len(cells(bl)) == len(cells(sc.BWD_HEAD.splitlines()[0]))
+    for line, head in ((fl, sc.FWD_HEAD), (bl, sc.BWD_HEAD)):
+        title, rule = head.splitlines()
+        assert len(cells(line)) == len(cells(title)) == len(cells(rule))
     assert "band(8) \\| global([0])" in fl
     assert "**WRONG**" in fl and "2.00x" not in fl  # a wrong kernel posts no ratio
     assert cells(bl)[5].strip() == "OOM" and cells(fl)[7].strip() == "err"
