@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 from patternc import ir
 from patternc.lower import toeplitz
@@ -40,16 +42,24 @@ def group_states(node: ir.Node, g: Geometry) -> list[tuple[ir.Node, BlockRLE]]:
     node = ir.concretize(node, g.nk)
     ir.check_arguments(node)
     G = ir.head_counts(node)
-    done: dict[ir.Node, BlockRLE] = {}
-    out = []
-    for k in range(G):
-        # passes run on the concrete, checked, head-free tree: nothing they drop can fail
-        sub = optimize(ir.select_head(node, k, G))
-        if sub not in done:
-            empty = g.nqb == 0 or g.nkb == 0
-            done[sub] = uniform(g.nqb, g.nkb, EMPTY) if empty else classify_exact(sub, g)
-        out.append((sub, done[sub]))
-    return out
+    # passes run on the concrete, checked, head-free tree: nothing they drop can fail
+    subs = [optimize(ir.select_head(node, k, G)) for k in range(G)]
+    distinct = list(dict.fromkeys(subs))
+
+    def states(sub: ir.Node) -> BlockRLE:
+        return uniform(g.nqb, g.nkb, EMPTY) if g.nqb == 0 or g.nkb == 0 else classify_exact(sub, g)
+
+    if len(distinct) > 1 and g.nqb * g.nkb > PARALLEL_CELLS:
+        # numpy releases the GIL in its array loops: head groups classify side by side
+        with ThreadPoolExecutor(min(len(distinct), os.cpu_count() or 1)) as pool:
+            done = dict(zip(distinct, pool.map(states, distinct)))
+    else:
+        done = {sub: states(sub) for sub in distinct}
+    return [(sub, done[sub]) for sub in subs]
+
+
+PARALLEL_CELLS = 1 << 20
+"""Grids above this many blocks classify distinct head groups in parallel threads."""
 
 
 @functools.lru_cache(maxsize=128)

@@ -208,6 +208,39 @@ def _nonempty(a: BlockRLE) -> int:
     return int((a.stop - a.start)[a.state != EMPTY].sum())
 
 
+def _by_column(cols: np.ndarray, C: int) -> np.ndarray:
+    """A stable order by ``cols`` (on 16-bit keys numpy's stable sort is a radix sort)."""
+    return np.argsort(cols.astype(np.uint16) if C <= 1 << 16 else cols, kind="stable")
+
+
+def _transpose_blocks(a: BlockRLE) -> BlockRLE:
+    """The transpose from the non-empty blocks themselves (few, scattered)."""
+    R, C = a.R, a.C
+    rows, cols, states = expand(a, a.state != EMPTY)  # row-major
+    order = _by_column(cols, C)
+    tr, tc, ts = cols[order], rows[order], states[order]  # transposed rows, columns ascending in each
+    n = tr.size
+    first = np.ones(n, dtype=bool)
+    first[1:] = tr[1:] != tr[:-1]
+    follows = np.zeros(n, dtype=bool)  # block i continues block i - 1 of its row
+    follows[1:] = ~first[1:] & (tc[1:] == tc[:-1] + 1)
+    followed = np.append(follows[1:], False)
+    same = np.zeros(n, dtype=bool)
+    same[1:] = ts[1:] == ts[:-1]
+    # per block, in order: an EMPTY run from column 0 (first block of its row, not at 0), its own
+    # run (unless it extends the previous one), an EMPTY run after it (unless a block follows)
+    slots = np.stack([first & (tc > 0), ~(follows & same), ~followed & (tc + 1 < R)], axis=1).reshape(-1)
+    r = np.repeat(tr, 3)[slots]
+    c = np.stack([np.zeros_like(tc), tc, tc + 1], axis=1).reshape(-1)[slots]
+    st = np.stack([np.full(n, EMPTY, np.uint8), ts, np.full(n, EMPTY, np.uint8)], axis=1).reshape(-1)[slots]
+    idle = np.setdiff1d(np.arange(C, dtype=np.int64), tr, assume_unique=False)  # rows with no block
+    r = np.concatenate([r, idle])
+    c = np.concatenate([c, np.zeros(idle.size, dtype=np.int64)])
+    st = np.concatenate([st, np.full(idle.size, EMPTY, np.uint8)])
+    order = _by_column(r, C)
+    return coalesce(C, R, r[order], c[order], st[order])
+
+
 def transpose(a: BlockRLE) -> BlockRLE:
     """The ``C x R`` transpose, computed from the changes between consecutive rows only."""
     R, C = a.R, a.C
@@ -215,6 +248,8 @@ def transpose(a: BlockRLE) -> BlockRLE:
         return uniform(C, R, EMPTY)
     if (R * C <= DENSE_CELLS and a.runs() * 8 > R) or _go_dense(R * C, a.runs()):
         return from_dense(np.ascontiguousarray(to_dense(a).T))
+    if _nonempty(a) <= a.runs() + R:
+        return _transpose_blocks(a)  # scattered blocks (random, global columns): sort them
     # row r of `prev` holds row r - 1 of `a`; row 0 holds a sentinel state 0 (no state), so
     # every column starts a run at row 0 of the transpose
     nxt = a.row + 1
@@ -239,5 +274,5 @@ def transpose(a: BlockRLE) -> BlockRLE:
     first = np.cumsum(n) - n
     cols = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first - start, n)
     t_rows, t_start, t_state = cols, np.repeat(row, n), np.repeat(sa, n)
-    order = np.argsort(t_rows * R + t_start, kind="stable")
+    order = _by_column(t_rows, C)  # the changes come row by row: now by (column, row)
     return coalesce(C, R, t_rows[order], t_start[order], t_state[order])
