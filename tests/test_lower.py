@@ -285,3 +285,18 @@ def test_moving_a_plan_where_it_is_keeps_its_expanded_tables() -> None:
     assert plan.to("cpu") is plan and plan.forward.to(torch.device("cpu")) is plan.forward
     idx = plan.forward.idx
     assert plan.to("cpu").forward.idx is idx  # expanded once, not per call
+
+
+@settings(max_examples=20)
+@given(patterns(max_leaves=3), patterns(max_leaves=3), lengths(max_n=40), block_sizes)
+def test_head_groups_classified_in_threads(a: ir.Node, b: ir.Node, nqk: tuple[int, int], bq: int) -> None:
+    import patternc.lower as L
+
+    saved = L.PARALLEL_CELLS
+    L.PARALLEL_CELLS = -1
+    lower.cache_clear()
+    try:
+        check_plan(ir.Heads((a, b)), *nqk, bq, bq, heads=2)
+    finally:
+        L.PARALLEL_CELLS = saved
+        lower.cache_clear()
