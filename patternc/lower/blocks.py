@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from patternc import ir
-from patternc.lower.rle import EMPTY, FULL, PARTIAL, UNKNOWN, BlockRLE, coalesce, from_intervals
+from patternc.lower.rle import (
+    EMPTY,
+    FULL,
+    PARTIAL,
+    UNKNOWN,
+    BlockRLE,
+    coalesce,
+    from_intervals,
+    single_blocks,
+)
 from patternc.rng import random_key_blocks, random_keys
 
 
@@ -259,7 +268,8 @@ def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> B
     p0, p1 = g.q_span(q)
     j0, j1 = g.k_span(k)
     st = count_states(cnt, (p1 - p0 + 1) * (j1 - j0 + 1))
-    return from_intervals(g.nqb, g.nkb, q, k, k + 1, st)
+    out = single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)  # np.unique sorted them
+    return coalesce(out.R, out.C, out.row, out.start, out.state)
 
 
 def random(g: Geometry, r: int, seed: int) -> BlockRLE:

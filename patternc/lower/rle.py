@@ -149,25 +149,30 @@ def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarr
         d[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = states
         return from_dense(d)
     base = BlockRLE(a.R, a.C, a.row, a.start, np.where(keep, a.state, EMPTY).astype(np.uint8))
-    return merge(base, _overrides(a.R, a.C, rows, cols, states), _OVERRIDE)
+    return merge(base, single_blocks(a.R, a.C, rows, cols, states, 0), _OVERRIDE)
 
 
 _OVERRIDE = np.array([[b if b else x for b in range(8)] for x in range(8)], dtype=np.uint8)
 """``_OVERRIDE[x, b]``: ``b`` where an override is given (``b != 0``), else the state ``x`` below."""
 
 
-def _overrides(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np.ndarray) -> BlockRLE:
-    """Single blocks in ``states`` over state 0 ("no override") elsewhere."""
+def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np.ndarray,
+                  background: int = EMPTY, ordered: bool = False) -> BlockRLE:
+    """Distinct single blocks ``(rows, cols)`` in ``states`` over ``background`` elsewhere
+    (``ordered``: already sorted by (row, column)); adjacent equal blocks are not merged."""
     rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
-    order = np.argsort(rows * C + cols, kind="stable")
-    rows, cols, states = rows[order], cols[order], np.asarray(states, dtype=np.uint8)[order]
+    states = np.asarray(states, dtype=np.uint8)
+    if not ordered:
+        order = np.argsort(rows * C + cols, kind="stable")
+        rows, cols, states = rows[order], cols[order], states[order]
     # after each block, back to "no override" unless the next block of the row follows it
     after = cols + 1 < C
     after[:-1] &= ~((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1))
     r = np.concatenate([np.arange(R, dtype=np.int64), rows, rows[after]])
     c = np.concatenate([np.zeros(R, dtype=np.int64), cols, cols[after] + 1])
     k = int(after.sum())
-    st = np.concatenate([np.zeros(R, dtype=np.uint8), states, np.zeros(k, dtype=np.uint8)])
+    fill = np.full(R + k, background, dtype=np.uint8)
+    st = np.concatenate([fill[:R], states, fill[R:]])
     # a block at column 0 replaces its row's start: sort blocks after starts, keep the last
     prio = np.concatenate([np.zeros(R, dtype=np.int64), np.ones(rows.size + k, dtype=np.int64)])
     order = np.argsort((r * C + c) * 2 + prio, kind="stable")
