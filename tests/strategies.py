@@ -77,3 +77,14 @@ def lengths(draw: st.DrawFn, max_n: int = 48) -> tuple[int, int]:
     nk = draw(st.integers(1, max_n))
     nq = draw(st.sampled_from([nk, 1, draw(st.integers(1, nk))]))
     return nq, nk
+
+
+d_primitives = st.one_of(
+    st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 9), st.integers(0, 9)),
+    st.builds(ir.Band, st.integers(0, 9)), st.builds(ir.Dilated, st.integers(0, 4), st.integers(1, 5)),
+    st.builds(ir.Strided, st.integers(1, 20)),
+)
+d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
+    st.tuples(c, c).map(lambda ab: ab[0] | ab[1]), st.tuples(c, c).map(lambda ab: ab[0] & ab[1]),
+    st.tuples(c, c).map(lambda ab: ab[0] - ab[1]), c.map(lambda a: ~a)), max_leaves=4)
+"""Patterns of ``d = p - j`` alone (the primitives with a diagonal structure and operators)."""

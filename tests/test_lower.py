@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from patternc import ir
 from patternc.lower import lower
 from patternc.reference import mask as ref_mask
-from tests.strategies import lengths, patterns
+from tests.strategies import d_patterns, lengths, patterns
 
 block_sizes = st.sampled_from([1, 2, 3, 4, 5, 7, 9, 16])
 
@@ -173,15 +173,6 @@ def test_run_built_paths(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) 
         combine.DENSE_D_CELLS, rle.DENSE_CELLS = saved
         lower.cache_clear()
 
-
-d_primitives = st.one_of(
-    st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 9), st.integers(0, 9)),
-    st.builds(ir.Band, st.integers(0, 9)), st.builds(ir.Dilated, st.integers(0, 4), st.integers(1, 5)),
-    st.builds(ir.Strided, st.integers(1, 20)),
-)
-d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
-    st.tuples(c, c).map(lambda ab: ab[0] | ab[1]), st.tuples(c, c).map(lambda ab: ab[0] & ab[1]),
-    st.tuples(c, c).map(lambda ab: ab[0] - ab[1]), c.map(lambda a: ~a)), max_leaves=4)
 
 
 @settings(max_examples=40)

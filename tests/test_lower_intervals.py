@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from patternc import ir
 from patternc.lower.intervals import IntervalSet, evaluate, interval_count
 from patternc.reference import mask_np
+from tests.strategies import d_patterns
 
 LO, HI = -5, 40
 spans = st.lists(st.tuples(st.integers(-8, 45), st.integers(0, 9)), max_size=5)
@@ -37,15 +38,6 @@ def test_set_algebra(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> None
     xs = np.arange(LO - 2, HI + 3)
     assert sa.cover(xs).tolist() == [sum(1 for v in ma if v < x) for x in xs.tolist()]
 
-
-d_primitives = st.one_of(
-    st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 9), st.integers(0, 9)),
-    st.builds(ir.Band, st.integers(0, 9)), st.builds(ir.Dilated, st.integers(0, 4), st.integers(1, 5)),
-    st.builds(ir.Strided, st.integers(1, 20)),
-)
-d_patterns = st.recursive(d_primitives, lambda c: st.one_of(
-    st.tuples(c, c).map(lambda ab: ab[0] | ab[1]), st.tuples(c, c).map(lambda ab: ab[0] & ab[1]),
-    st.tuples(c, c).map(lambda ab: ab[0] - ab[1]), c.map(lambda a: ~a)), max_leaves=4)
 
 
 @given(d_patterns, st.integers(-60, 0), st.integers(1, 80))
