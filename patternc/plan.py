@@ -46,26 +46,31 @@ class Runs:
     count: torch.Tensor
     step: torch.Tensor
     sort_rows: bool = False
-
-    def to(self, device: torch.device | str) -> Runs:
-        return Runs.of([t.to(device) for t in self.tensors()], self.sort_rows)
+    total: int = 0  # entries in all (``count.sum()``), known on the host: no device sync
+    width: int = 0  # entries in the longest row (``num.max()``)
 
     @staticmethod
     def of(cols: Sequence[torch.Tensor], sort_rows: bool = False) -> Runs:
-        """Runs from ``(g, row, pos, start, count, step)``."""
+        """Runs from host tensors ``(g, row, pos, start, count, step)``."""
         g, row, pos, start, count, step = cols
-        return Runs(g, row, pos, start, count, step, sort_rows)
+        total = int(count.sum()) if count.numel() else 0
+        width = int((pos + count).max()) if count.numel() else 0
+        return Runs(g, row, pos, start, count, step, sort_rows, total, width)
+
+    def with_tensors(self, cols: Sequence[torch.Tensor]) -> Runs:
+        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device)."""
+        g, row, pos, start, count, step = cols
+        return Runs(g, row, pos, start, count, step, self.sort_rows, self.total, self.width)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
     def expand(self, num: torch.Tensor) -> torch.Tensor:
-        """The padded ``[G, R, max num]`` int32 index tensor (zeros past each row's ``num``)."""
+        """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's ``num``)."""
         G, R = num.shape
-        width = int(num.max()) if num.numel() else 0
+        width, total = self.width, self.total
         dev = self.g.device
         out = torch.zeros(G * R * width, dtype=torch.int32, device=dev)
-        total = int(self.count.sum()) if self.count.numel() else 0
         if total == 0:
             return out.view(G, R, width)
         first = torch.cumsum(self.count, 0) - self.count
@@ -86,7 +91,7 @@ class Runs:
         ok = torch.arange(idx.shape[2], device=idx.device)[None, None, :] < num[:, :, None]
         g, r, p = ok.nonzero(as_tuple=True)
         one = torch.ones_like(g)
-        return Runs(g, r, p, idx[g, r, p].long(), one, one)
+        return Runs.of([g, r, p, idx[g, r, p].long(), one, one])
 
 
 def on_device(t: torch.Tensor, device: torch.device | str) -> bool:
@@ -136,13 +141,30 @@ class BlockTables:
         """FULL block indices, int32 ``[G, rows, max full_num]``."""
         return self.full_runs.expand(self.full_num)
 
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors()]
+
+    def with_tensors(self, ts: Sequence[torch.Tensor]) -> BlockTables:
+        """The same tables from :meth:`tensors`' list (on another device)."""
+        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7]), ts[7],
+                           self.full_runs.with_tensors(ts[8:14]))
+
     def to(self, device: torch.device | str) -> BlockTables:
         """These tables on ``device``: ``self`` if they are there already (keeping the expanded
         index tensors), else a copy of the runs (expanded there on first access)."""
         if on_device(self.num, device):
             return self
-        return BlockTables(self.num.to(device), self.runs.to(device), self.full_num.to(device),
-                           self.full_runs.to(device))
+        return self.with_tensors(move(self.tensors(), device))
+
+
+def move(tensors: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor]:
+    """Integer tensors on ``device`` in one host-to-device copy (many small copies cost more)."""
+    flat = torch.cat([t.reshape(-1).long() for t in tensors]).to(device)
+    out, at = [], 0
+    for t in tensors:
+        out.append(flat[at:at + t.numel()].view(t.shape).to(t.dtype))
+        at += t.numel()
+    return out
 
 
 @dataclass(frozen=True)
@@ -178,5 +200,7 @@ class Plan:
     def to(self, device: torch.device | str) -> Plan:
         if on_device(self.forward.num, device) and on_device(self.backward.num, device):
             return self
-        return Plan(self.nq, self.nk, self.block_q, self.block_k, self.groups, self.forward.to(device),
-                    self.backward.to(device), self.strategies, self.stats)
+        ts = move(self.forward.tensors() + self.backward.tensors(), device)
+        return Plan(self.nq, self.nk, self.block_q, self.block_k, self.groups,
+                    self.forward.with_tensors(ts[:14]), self.backward.with_tensors(ts[14:]), self.strategies,
+                    self.stats)
