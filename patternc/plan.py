@@ -16,7 +16,7 @@ Index rows are sorted ascending and padded with 0 past their count.
 
 The lists are *stored* as arithmetic runs (:class:`Runs`: a causal row is one run, a strided
 row one run with a step), which costs the pattern's structure, not its block count: a causal
-mask over a million tokens is 8,192 runs where its index lists are 33 million entries. The
+mask over a million tokens is 16,383 runs where its index lists are 33 million entries. The
 padded index tensors (``idx`` / ``full_idx``) are expanded from the runs on first access, on
 the device the runs live on (one vectorized scatter; move the plan with ``.to(device)`` first).
 """
