@@ -257,6 +257,28 @@ def build_cbm(mod: Any, n: int, heads: int | None, r: dict[str, Any]) -> Any:
         return None
 
 
+def build_plan(node: ir.Node, n: int, heads: int | None, r: dict[str, Any]) -> None:
+    """Our answer to ``create_block_mask``: the plan lowered uncached (host) at FlexAttention's
+    block size, moved to the GPU and expanded to both directions' index tensors there; the
+    median of 3 into ``r["plan_ms"]``."""
+    from patternc.lower import lower
+
+    def build() -> None:
+        lower.cache_clear()
+        plan = lower(node, n, n, heads=heads).to(DEVICE)
+        for t in (plan.forward, plan.backward):
+            t.idx, t.full_idx  # noqa: B018 - expanded on first access
+        sync()
+
+    if WARM:
+        return
+    try:
+        times = sorted(first_call(build)[1] for _ in range(3))
+        r["plan_ms"] = times[1] * 1e3
+    except Exception as e:
+        r["plan_error"] = error_text(e)
+
+
 def measure(case: Case, n: int, d: int, inp: Inputs, flex: Any, opts: argparse.Namespace,
             dense: dict[str, float]) -> dict[str, Any]:
     """One row: ours, FlexAttention (to_flex and create_block_mask masks) on ``case`` at (n, d)."""
@@ -286,6 +308,7 @@ def measure(case: Case, n: int, d: int, inp: Inputs, flex: Any, opts: argparse.N
     if bm is not None:
         flex_pass("", bm, flex, inp, opts.fwd_only, r, mine)
     if bm is not None and not opts.no_cbm:
+        build_plan(case.node, n, heads, r)
         cbm = build_cbm(bm.mask_mod, n, heads, r)
         if cbm is not None:
             r["cbm_same_blocks"] = same_blocks(cbm, bm, H)

@@ -214,8 +214,8 @@ def _ms(r: dict[str, Any], key: str, err_key: str) -> str:
 
 
 FWD_HEAD = ("| pattern | N | D | density | ours ms | ours TFLOP/s | flex ms (to_flex) | flex ms (cbm) "
-            "| flex TFLOP/s | ours vs flex | ours vs cuDNN | max abs err | cbm build ms | first call s "
-            "(ours / flex / cbm) |\n" + "|---" * 14 + "|\n")
+            "| flex TFLOP/s | ours vs flex | ours vs cuDNN | max abs err | cbm build ms | plan ms "
+            "| first call s (ours / flex / cbm) |\n" + "|---" * 15 + "|\n")
 BWD_HEAD = ("| pattern | N | D | ours ms | ours TFLOP/s | flex ms (to_flex) | flex ms (cbm) | flex TFLOP/s "
             "| ours vs flex | ours vs cuDNN | max rel err (dq, dk, dv) | first call s (ours / flex) |\n"
             + "|---" * 12 + "|\n")
@@ -231,7 +231,7 @@ def fwd_line(r: dict[str, Any]) -> str:
             f"| {fmt(r.get('flex_fwd_tflops'), '.0f')} | {ratio_cell(r.get('fwd_vs_flex'), r['fwd_check'])} "
             f"| {fmt(r.get('fwd_vs_cudnn'), '.1f')} "
             f"| {r['fwd_check']} {fmt(r.get('fwd_max_abs_err'), '.4f', '')} "
-            f"| {_ms(r, 'cbm_ms', 'cbm')} | {first} |")
+            f"| {_ms(r, 'cbm_ms', 'cbm')} | {_ms(r, 'plan_ms', 'plan')} | {first} |")
 
 
 def bwd_line(r: dict[str, Any]) -> str:
