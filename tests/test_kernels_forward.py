@@ -286,3 +286,17 @@ def test_strided_layouts_are_read_through_their_strides() -> None:
     node = ir.Band(6) | ir.Cols(ir.TokenList.of(0))
     out = attention(q, k, v, node)
     torch.testing.assert_close(out, reference.attention(q, k, v, node), atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("scale", [0.3, -0.7, 0.0])
+def test_any_scale_sign(scale: float) -> None:
+    # the kernel applies a positive scale after the row max; the runtime maps negative and zero
+    # scales onto that exactly (q -> -q; q -> 0 with scale 1)
+    node = ir.Band(5) | ir.Prefix(3)  # a row of every length, and rows with one key
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, 40, 16, generator=gen) for _ in range(3))
+    out, lse = forward(q, k, v, node, scale, config=ForwardConfig(16, 16))
+    m = reference.mask(node, 40, 40)
+    s = (q.double() @ k.double().transpose(-1, -2) * scale).masked_fill(~m, float("-inf"))
+    torch.testing.assert_close(out.double(), torch.softmax(s, -1) @ v.double(), atol=2e-4, rtol=2e-4)
+    torch.testing.assert_close(lse.double(), torch.logsumexp(s, -1), atol=2e-4, rtol=2e-4)

@@ -5,9 +5,10 @@ of key blocks, or a slice of it: the runtime splits heavy rows (global rows, pre
 slices and orders items most expensive first (``patternc.runtime.forward.work_items``). A program
 loads its query tile once, then walks its FULL key blocks (no predicate; only the key tail is
 masked) and PARTIAL key blocks (the emitted predicate plus key bounds), never the EMPTY ones,
-with an online softmax in base 2 (``scale * log2(e)`` folded into the scores) and fp32
-accumulation. Slices of a split row leave their softmax state (acc, max, sum) in a workspace
-and ``attn_merge`` combines them by log-sum-exp (split-KV).
+with an online softmax in base 2 (``scale * log2(e)`` applied to the raw scores in the same FMA
+that subtracts the running max, so the kernel needs ``scale > 0``: the runtime maps other scales
+onto that) and fp32 accumulation. Slices of a split row leave their softmax state (acc, max, sum)
+in a workspace and ``attn_merge`` combines them by log-sum-exp (split-KV).
 
 Residue-class execution (``patternc.runtime.residue``): with ``RES`` the grid's third axis is a
 residue class and rows / keys are gathered coordinates mapped to physical rows by strided index
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 4  # bump when the template changes: part of every cache key
+VERSION = 5  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -116,24 +117,30 @@ def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, 
     else:
         jn = offs_n
         kv_ok = offs_n < nk
-    if BLOCK_D == HEAD_DIM:
-        kt_ok = kv_ok[None, :]
-        v_ok = kv_ok[:, None]
+    kt_ptr = Kh + jn[None, :] * skn + offs_d[:, None] * skd
+    v_ptr = Vh + jn[:, None] * svn + offs_d[None, :] * svd
+    if EVEN_N and BLOCK_D == HEAD_DIM:  # every key of the block exists: unmasked (vector) loads
+        kt = tl.load(kt_ptr){up}
+    elif BLOCK_D == HEAD_DIM:
+        kt = tl.load(kt_ptr, mask=kv_ok[None, :], other=0.0){up}
     else:
-        kt_ok = kv_ok[None, :] & (offs_d[:, None] < HEAD_DIM)
-        v_ok = kv_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
-    kt = tl.load(Kh + jn[None, :] * skn + offs_d[:, None] * skd, mask=kt_ok, other=0.0){up}
-    s = tl.dot(q, kt{prec}) * qk_scale
+        kt = tl.load(kt_ptr, mask=kv_ok[None, :] & (offs_d[:, None] < HEAD_DIM), other=0.0){up}
+    s = tl.dot(q, kt{prec})  # raw scores: the scale enters below as one FMA per score
     if PARTIAL:
         ok = keep(offs_m[:, None], offs_n[None, :], nq, nk, PRED{tnames}) & kv_ok[None, :]
         s = tl.where(ok, s, float("-inf"))
     elif not EVEN_N:
         s = tl.where(kv_ok[None, :], s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))  # finite: m_i starts at -1e30
-    pr = tl.math.exp2(s - m_new[:, None])
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # finite: m_i starts at -1e30; qk_scale > 0
+    pr = tl.math.exp2(s * qk_scale - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(pr, 1)
-    v = tl.load(Vh + jn[:, None] * svn + offs_d[None, :] * svd, mask=v_ok, other=0.0){up}
+    if EVEN_N and BLOCK_D == HEAD_DIM:
+        v = tl.load(v_ptr){up}
+    elif BLOCK_D == HEAD_DIM:
+        v = tl.load(v_ptr, mask=kv_ok[:, None], other=0.0){up}
+    else:
+        v = tl.load(v_ptr, mask=kv_ok[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0){up}
     acc = tl.dot(pr.to(v.dtype), v, acc * alpha[:, None]{prec})
     return acc, l_i, m_new
 
@@ -172,9 +179,10 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, som, sod,
              idx_w, fidx_w, n_slots, res_r, res_u0, res_off, nq_phys, nk_phys,
              PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr,
-             RES: tl.constexpr = False, ACCUM: tl.constexpr = False):
-    """Grid (B * heads_in_group, work items): heads h0 .. h0 + heads_in_group - 1 share PRED and the
-    block tables IDX (PARTIAL) / FIDX (FULL), rows [query block, ...].
+             RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
+    """Grid (work items, B * heads_in_group), or (B * heads_in_group, work items) with HEADS_FAST:
+    heads h0 .. h0 + heads_in_group - 1 share PRED and the block tables IDX (PARTIAL) / FIDX (FULL),
+    rows [query block, ...].
 
     Work item w = WORK[w] = (query block, full lo, full hi, partial lo, partial hi, slot): a slice of
     one query block's lists, most expensive first. slot < 0: the item is the whole row and stores
@@ -187,8 +195,12 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     ``[0, nq_phys)``), key ``t`` physical key ``c + res_r * t`` (valid below ``nk_phys``). Plain
     launches pass ``res_r = 1, res_u0 = res_off = 0`` and the physical lengths.
     """
-    pid = tl.program_id(0)
-    w = tl.program_id(1)
+    if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
+        pid = tl.program_id(0)
+        w = tl.program_id(1)
+    else:  # work items vary fastest: neighbouring programs share one head's K / V blocks in L2
+        w = tl.program_id(0)
+        pid = tl.program_id(1)
     res_c = tl.program_id(2)
     qb = tl.load(WORK + w * 6)
     slot = tl.load(WORK + w * 6 + 5)

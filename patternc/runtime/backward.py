@@ -22,7 +22,7 @@ from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
 from patternc.runtime import residue
 from patternc.runtime.cache import load_module
-from patternc.runtime.forward import cached_plan, cached_table, interpreting
+from patternc.runtime.forward import cached_plan, cached_table, interpreting, is_dense, large_smem
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,6 +156,11 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if min(B, H, nq, nk, D) == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     dev = str(q.device)
+    if plan is None and config is None:
+        from patternc.runtime import autotune
+
+        config = autotune.backward_config(node, (q, k, v, out, lse, do), scale,
+                                          dense_config(node, nq, nk, H, D, q.dtype, dev))
     if plan is not None:
         setups: tuple[_Step, ...] = (
             (_setup(node, H, nq, nk, D, q.dtype, dev, config, plan), None),)
@@ -165,6 +170,17 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     for st, res in setups:
         _launch(st, res, q, k, v, do, lse2, delta, dq, dk, dv, scale)
     return dq, dk, dv
+
+
+def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype,
+                 device: str = "cuda") -> gen.BackwardConfig | None:
+    """``codegen.backward.DENSE_D128`` for dense patterns (causal, prefix-LM) with 16-bit inputs,
+    ``64 < D <= 128`` and Hopper's shared memory; None (the head-dim rule) otherwise."""
+    if interpreting() or dtype == torch.float32 or not 64 < D <= 128 or nq < 128 or nk < 128 \
+            or not large_smem(device):
+        return None
+    base = gen.default_config(D, False)
+    return gen.DENSE_D128 if is_dense(node, nq, nk, H, base.block_q, base.block_k) else None
 
 
 _Step = tuple[_Setup, tuple[int, int, int] | None]  # a set-up and its residue mapping (r, u0, off)
@@ -203,22 +219,24 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     kbuf = torch.zeros((B * HKV, sk.n_slots, 2, cfg.bn1, st.dp), device=q.device) if sk.n_slots else st.dummy
     qbuf = torch.zeros((B * H, sq.n_slots, cfg.bm2, st.dp), device=q.device) if sq.n_slots else st.dummy
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    st.module.dkdv_kernel[(B * HKV, sk.items.shape[0], r)](
+    st.module.dkdv_kernel[_grid(B * HKV, sk, r)](
         q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
         _nonempty(bwd.full_idx), sk.items, *st.tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
-    st.module.dq_kernel[(B * H, sq.items.shape[0], r)](
+        UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
+    st.module.dq_kernel[_grid(B * H, sq, r)](
         q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
         _nonempty(fwd.full_idx), sq.items, *st.tables,
         *common, *dq.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
         fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
-        EVEN_K=plan.nk % cfg.bn2 == 0, PREC=st.prec, UPCAST=st.upcast,
+        EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
+        HEADS_FAST=sq.n_slots > 0,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
     if sk.n_slots:  # split tiles: their float32 sums into dK, dV
         part = kbuf.view(B, HKV, sk.n_slots, 2, cfg.bn1, st.dp).permute(3, 0, 1, 2, 4, 5)
@@ -227,6 +245,13 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
         dv[:, :, sk.rows] = part[1].to(dv.dtype)
     if sq.n_slots:
         dq[:, :, sq.rows] = qbuf.view(B, H, sq.n_slots * cfg.bm2, st.dp)[:, :, sq.sel, :D].to(dq.dtype)
+
+
+def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
+    """Heads fastest when tiles are split (so every head's long chunks start first), else work
+    items fastest (programs running together share one head's data in L2)."""
+    items = sched.items.shape[0]
+    return (heads, items, r) if sched.n_slots > 0 else (items, heads, r)
 
 
 def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,

@@ -53,9 +53,10 @@ def _pow2_at_least(n: int, lo: int = 16) -> int:
 @functools.lru_cache(maxsize=256)
 def default_config(nq: int, nk: int, head_dim: int, dtype: torch.dtype, interpret: bool) -> ForwardConfig:
     """Blocks per head dim and dtype: 64x64 on the interpreter (few, large numpy steps); on the GPU
-    64x64 for 16-bit types up to D=64 (best on sparse patterns in an H100 sweep at 16k tokens; 4%
-    behind 128x64 on causal), 128x64 up to D=128, smaller where fp32 or D=256 would overflow
-    shared memory. Short query sides (decode) shrink the query block down to 16."""
+    64x64 for 16-bit types up to D=128 (best on sparse patterns in H100 sweeps: band(256) at 64k
+    tokens, D=128, 0.96 ms vs 1.16 ms with 128x64 / 8 warps), smaller where fp32 or D=256 would
+    overflow shared memory; dense patterns take larger tiles (``dense_config``). Short query sides
+    (decode) shrink the query block down to 16."""
     if interpret:
         bq, bk, warps, stages = 64, 64, 4, 1
     elif dtype == torch.float32:
@@ -63,31 +64,56 @@ def default_config(nq: int, nk: int, head_dim: int, dtype: torch.dtype, interpre
     elif head_dim <= 64:
         bq, bk, warps, stages = 64, 64, 4, 3
     elif head_dim <= 128:
-        bq, bk, warps, stages = 128, 64, 8, 2
+        bq, bk, warps, stages = 64, 64, 4, 2
     else:
         bq, bk, warps, stages = 64, 64, 4, 2
     return ForwardConfig(min(bq, _pow2_at_least(nq)), min(bk, _pow2_at_least(nk)), warps, stages)
 
 
 DENSE_BLOCK_DENSITY = 0.3  # above this, a pattern is "dense" (causal-like) for the block choice
-DENSE_D64 = ForwardConfig(128, 64, 4, 4)  # H100 sweep at 64k tokens: causal 23.6 ms vs 24.7 at 64x64
+# H100 at 64k tokens, causal (benchmarks/dev/kvariants_h100_*.json): D=64 20.6 ms (23.2 ms with
+# 128x64 / 4 warps / 4 stages, FlexAttention 21.7 ms); D=128 36.8 ms (38.3 ms with 2 stages,
+# 42.0 ms with 128x64 / 8 warps, FlexAttention 39.6 ms). Both need Hopper's shared memory
+# (112 and 224 KiB); GPUs with less keep the earlier choice for dense patterns.
+DENSE_D64 = ForwardConfig(128, 128, 4, 3)
+DENSE_D128 = ForwardConfig(128, 128, 8, 3)
+DENSE_D64_SMALL = ForwardConfig(128, 64, 4, 4)  # 80 KiB
+LARGE_SMEM = 224 * 1024  # shared memory per block (opt-in) of an H100 / H200: 227 KiB
+
+
+@functools.lru_cache(maxsize=16)
+def large_smem(device: str) -> bool:
+    """Whether ``device`` gives a block at least ``LARGE_SMEM`` bytes of shared memory."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return False
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return int(getattr(props, "shared_memory_per_block_optin", 0)) >= LARGE_SMEM
 
 
 @functools.lru_cache(maxsize=256)
 def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int, head_dim: int,
-                 dtype: torch.dtype) -> ForwardConfig:
-    """``cfg``, or larger query blocks for dense patterns (block density above
-    ``DENSE_BLOCK_DENSITY`` at ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and
-    ``head_dim <= 64``, where most blocks are FULL and 128x64 tiles with 4 stages beat the 64x64
-    that sparse patterns prefer (benchmarks/RESULTS.md)."""
+                 dtype: torch.dtype, device: str = "cuda") -> ForwardConfig:
+    """``cfg``, or larger tiles for dense patterns (block density above ``DENSE_BLOCK_DENSITY`` at
+    ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and ``head_dim <= 128``, where most
+    blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer."""
+    if interpreting() or dtype == torch.float32 or head_dim > 128 or nq < 128 or nk < 128:
+        return cfg
+    if not is_dense(node, nq, nk, heads, cfg.block_q, cfg.block_k):
+        return cfg
+    if not large_smem(device):
+        return DENSE_D64_SMALL if head_dim <= 64 else cfg
+    return DENSE_D64 if head_dim <= 64 else DENSE_D128
+
+
+@functools.lru_cache(maxsize=256)
+def is_dense(node: ir.Node, nq: int, nk: int, heads: int, block_q: int, block_k: int) -> bool:
+    """Whether more than ``DENSE_BLOCK_DENSITY`` of the blocks are visited at these block sizes."""
     from patternc.lower import lower
 
-    if interpreting() or dtype == torch.float32 or head_dim > 64 or nq < 128 or nk < 128:
-        return cfg
-    plan = lower(ir.concretize(node, nk), nq, nk, block_q=cfg.block_q, block_k=cfg.block_k, heads=heads)
+    plan = lower(ir.concretize(node, nk), nq, nk, block_q=block_q, block_k=block_k, heads=heads)
     total = plan.groups * plan.num_q_blocks * plan.num_k_blocks
     busy = int(plan.forward.num.sum()) + int(plan.forward.full_num.sum())
-    return DENSE_D64 if total and busy > DENSE_BLOCK_DENSITY * total else cfg
+    return bool(total) and busy > DENSE_BLOCK_DENSITY * total
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -156,6 +182,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
     B, H, nq, D = q.shape
     Hkv, nk = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if scale <= 0:  # the kernel applies the scale after the row max (codegen.forward): it needs scale > 0
+        q, scale = (-q, -scale) if scale < 0 else (torch.zeros_like(q), 1.0)  # the same scores, exactly
     out = torch.empty((B, H, nq, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, nq), dtype=torch.float32, device=q.device)
     if nk == 0:  # nothing to attend to: every row is empty
@@ -163,7 +191,10 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
     if config is None and plan is None:
-        cfg = dense_config(node, cfg, nq, nk, H, D, q.dtype)
+        from patternc.runtime import autotune
+
+        dense = dense_config(node, cfg, nq, nk, H, D, q.dtype, str(q.device))
+        cfg = autotune.forward_config(node, q, k, v, scale, dense)
     dev = str(q.device)
     if plan is not None:
         cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages, cfg.split)
@@ -285,12 +316,17 @@ class _Launch:
             if self.res is not None and not self.active[g]:
                 continue
             h0 = g * per_group
-            self.module.attn_fwd[(batch * per_group, work.items.shape[0], r)](
+            # heaviest first across heads when rows are split (their slices are the long items);
+            # else work items fastest, so that programs running together share K / V in L2
+            heads_fast = work.slots > 0
+            grid = ((batch * per_group, work.items.shape[0], r) if heads_fast
+                    else (work.items.shape[0], batch * per_group, r))
+            self.module.attn_fwd[grid](
                 q, k, v, out, lse, work.items, idx, fidx, *self.tables, ws_o, ws_m, ws_l,
                 scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
                 *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2],
                 PRED=self.spec.group_pred[g], EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0,
-                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.res is not None,
+                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.res is not None, HEADS_FAST=heads_fast,
                 num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
             if work.merge.shape[0]:
                 self.module.attn_merge[(batch * per_group, work.merge.shape[0])](
