@@ -6,6 +6,7 @@ imported, so this package sets ``TRITON_INTERPRET=1`` (unless already set) when 
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -20,14 +21,22 @@ from patternc.runtime.forward import check_inputs, forward
 __all__ = ["as_node", "attention", "forward"]
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> ir.Node:
+    """``.sap`` text to IR, once per text (nodes are immutable; a call with text would otherwise
+    parse it every time)."""
+    from patternc import pattern as parse
+
+    node: ir.Node = parse(text)
+    return node
+
+
 def as_node(pattern: Any) -> ir.Node:
     """An IR node from an ``ir.Node``, ``.sap`` expression text, or a frontend pattern (``.node``)."""
     if isinstance(pattern, ir.Node):
         return pattern
     if isinstance(pattern, str):
-        from patternc import pattern as parse
-
-        return parse(pattern)
+        return _parse(pattern)
     node = getattr(pattern, "node", None)
     if isinstance(node, ir.Node):
         return node
