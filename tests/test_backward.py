@@ -150,5 +150,12 @@ def test_schedule_splits_only_heavy_tiles() -> None:
     assert (items[items[:, 0] != 0][:, 2:] == [1, -1]).all()
     assert sorted(set(items[:, 0].tolist())) == list(range(64))
     assert s.rows.tolist() == list(range(16)) and s.sel.tolist() == list(range(16))
+    # the split tiles' buffer rows are always a prefix (runtime/backward.py slices instead of gathering)
+    for n in (1000, 1009):  # the last tile is short; global row / column n - 1 makes it heavy
+        p = lower(ir.Band(3) | ir.Global(ir.TokenList.of(0, n - 1)), n, n, block_q=16, block_k=16)
+        for table in (p.forward, p.backward):
+            sk = schedule(table, 16, 16, n, 2)
+            assert sk.n_slots >= 2 and sk.sel.tolist() == list(range(len(sk.sel)))
+            assert sk.rows.max() == n - 1
     # heaviest first: a chunk of the global row (8 blocks at most) precedes the band's tiles
     assert items[0, 0] == 0

@@ -101,3 +101,22 @@ def test_pattern_text_round_trips_through_the_op() -> None:
     text = (ir.Band(5) | ir.Strided(3)).sap()
     autograd._REGISTRY.pop(text, None)
     assert autograd.pattern_node(text) == ir.Band(5) | ir.Strided(3)
+
+
+@settings(max_examples=6, deadline=None)
+@given(patterns(heads=True, max_leaves=3), lengths(max_n=40), st.data())
+def test_eager_function_matches_the_custom_ops_bitwise(node: ir.Node, nqk: tuple[int, int],
+                                                      data: st.DataObject) -> None:
+    # eager calls with grad run autograd._EagerAttention, torch.compile the ops: same kernels, same bits
+    groups = ir.head_counts(node)
+    assume(groups <= 4)
+    H, HKV = data.draw(head_shapes(groups))
+    q, k, v, do = inputs(1, H, HKV, *nqk, 16, data.draw(st.sampled_from(DTYPES)))
+    w = torch.randn(q.shape[:3]).to(torch.float32)
+    out, lse = patternc.attention(q, k, v, node, return_lse=True)
+    got = torch.autograd.grad((out.float() * do.float()).sum() + (lse * w).sum(), (q, k, v))
+    o2, l2 = torch.ops.patternc.attention_fwd(q, k, v, autograd.pattern_key(node), 1 / math.sqrt(16))
+    want = torch.autograd.grad((o2.float() * do.float()).sum() + (l2 * w).sum(), (q, k, v))
+    assert torch.equal(out, o2) and torch.equal(lse, l2)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+

@@ -305,10 +305,10 @@ class _Launch:
         strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
         # workspace of split rows: per (batch x head, slot) an fp32 acc tile, row maxima and row sums
         n = batch * per_group * self.slots * self.cfg.block_q
-        if n:
-            ws_o = torch.empty(n * self.spec.block_d, dtype=torch.float32, device=q.device)
-            ws_ml = torch.empty(2 * n, dtype=torch.float32, device=q.device)
-            ws_m, ws_l = ws_ml[:n], ws_ml[n:]
+        if n:  # one allocation for the three (offsets are multiples of block_q >= 16 elements)
+            m = n * self.spec.block_d
+            ws = torch.empty(m + 2 * n, dtype=torch.float32, device=q.device)
+            ws_o, ws_m, ws_l = ws[:m], ws[m:m + n], ws[m + n:]
         else:  # no split rows: never read or written
             ws_o = ws_m = ws_l = self.tables_dummy
         r, u0, off = self.res or (1, 0, 0)
