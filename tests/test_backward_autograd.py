@@ -119,4 +119,3 @@ def test_eager_function_matches_the_custom_ops_bitwise(node: ir.Node, nqk: tuple
     want = torch.autograd.grad((o2.float() * do.float()).sum() + (l2 * w).sum(), (q, k, v))
     assert torch.equal(out, o2) and torch.equal(lse, l2)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
-
