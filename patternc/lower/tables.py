@@ -59,7 +59,7 @@ def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False
         g, row, _, _, count, _ = cols
         num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
         out += [torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
-                Runs.of([torch.from_numpy(c.astype(np.int64)) for c in cols], sort_rows)]
+                Runs.of([torch.from_numpy(c.astype(np.int64, copy=False)) for c in cols], sort_rows)]
     return BlockTables(out[0], out[1], out[2], out[3])  # type: ignore[arg-type]
 
 
