@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from patternc import ir
 from patternc.lower import toeplitz
@@ -44,22 +46,30 @@ def group_states(node: ir.Node, g: Geometry) -> list[tuple[ir.Node, BlockRLE]]:
     G = ir.head_counts(node)
     # passes run on the concrete, checked, head-free tree: nothing they drop can fail
     subs = [optimize(ir.select_head(node, k, G)) for k in range(G)]
-    distinct = list(dict.fromkeys(subs))
 
     def states(sub: ir.Node) -> BlockRLE:
         return uniform(g.nqb, g.nkb, EMPTY) if g.nqb == 0 or g.nkb == 0 else classify_exact(sub, g)
 
-    if len(distinct) > 1 and g.nqb * g.nkb > PARALLEL_CELLS:
-        # numpy releases the GIL in its array loops: head groups classify side by side
-        with ThreadPoolExecutor(min(len(distinct), os.cpu_count() or 1)) as pool:
-            done = dict(zip(distinct, pool.map(states, distinct)))
-    else:
-        done = {sub: states(sub) for sub in distinct}
-    return [(sub, done[sub]) for sub in subs]
+    return list(zip(subs, map_distinct(states, subs, g.nqb * g.nkb > PARALLEL_CELLS)))
 
 
 PARALLEL_CELLS = 1 << 20
-"""Grids above this many blocks classify distinct head groups in parallel threads."""
+"""Grids above this many blocks classify and transpose distinct head groups in parallel threads."""
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def map_distinct(fn: Callable[[T], U], items: list[T], parallel: bool) -> list[U]:
+    """``[fn(x) for x in items]``, once per distinct item; side by side in threads when
+    ``parallel`` (numpy releases the GIL in its array loops)."""
+    distinct = list(dict.fromkeys(items))
+    if parallel and len(distinct) > 1:
+        with ThreadPoolExecutor(min(len(distinct), os.cpu_count() or 1)) as pool:
+            done = dict(zip(distinct, pool.map(fn, distinct)))
+    else:
+        done = {x: fn(x) for x in distinct}
+    return [done[x] for x in items]
 
 
 @functools.lru_cache(maxsize=128)
@@ -88,8 +98,9 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
         gp = g
         per_group = group_states(node, g)
         groups = list(per_group)
-    fwd = tables([rle for _, rle in per_group], gp)
-    bwd = tables([transpose(rle) for _, rle in per_group], gp, transposed=True)
+    rles = [rle for _, rle in per_group]
+    fwd = tables(rles, gp)
+    bwd = tables(map_distinct(transpose, rles, g.nqb * g.nkb > PARALLEL_CELLS), gp, transposed=True)
     return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd, strategies=Strategies(groups, g),
                 stats=stats(fwd, bwd, g.nqb, g.nkb))
 
