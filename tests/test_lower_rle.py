@@ -1,0 +1,61 @@
+"""Run-length block matrices (patternc.lower.rle) against dense numpy matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from patternc.lower import rle
+from patternc.lower.rle import EMPTY, FULL, PARTIAL
+
+states = st.sampled_from([EMPTY, EMPTY, EMPTY, PARTIAL, FULL])
+
+
+@st.composite
+def matrices(draw: st.DrawFn) -> np.ndarray:
+    R, C = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    return np.array(draw(st.lists(states, min_size=R * C, max_size=R * C)), dtype=np.uint8).reshape(R, C)
+
+
+@pytest.fixture(autouse=True)
+def runs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # small grids take dense shortcuts: force the run-built paths that long sequences take
+    monkeypatch.setattr(rle, "DENSE_CELLS", 0)
+    monkeypatch.setattr(rle, "DENSE_MAX_CELLS", 0)
+
+
+def _dense(a: rle.BlockRLE) -> np.ndarray:
+    assert a.start.size and (a.start[np.r_[True, a.row[1:] != a.row[:-1]]] == 0).all(), "rows start at 0"
+    return rle.to_dense(a)
+
+
+@given(matrices())
+def test_every_transpose_path_is_the_transpose(m: np.ndarray) -> None:
+    a = rle.from_dense(m)
+    for t in (rle.transpose(a), rle._transpose_blocks(a)):
+        np.testing.assert_array_equal(_dense(t), m.T)
+        # coalesced: no two neighbours of a row share a state
+        same_row = t.row[1:] == t.row[:-1]
+        assert not (same_row & (t.state[1:] == t.state[:-1])).any()
+
+
+@given(matrices(), st.data())
+def test_single_blocks_and_painting(m: np.ndarray, data: st.DataObject) -> None:
+    R, C = m.shape
+    cells = data.draw(st.lists(st.tuples(st.integers(0, R - 1), st.integers(0, C - 1)), unique=True,
+                               max_size=12))
+    painted = np.array(data.draw(st.lists(st.sampled_from([PARTIAL, FULL]), min_size=len(cells),
+                                          max_size=len(cells))), dtype=np.uint8)
+    rows = np.array([r for r, _ in cells], dtype=np.int64)
+    cols = np.array([c for _, c in cells], dtype=np.int64)
+    want = np.full((R, C), EMPTY, dtype=np.uint8)
+    want[rows, cols] = painted
+    np.testing.assert_array_equal(_dense(rle.single_blocks(R, C, rows, cols, painted)), want)
+    # painting keeps the selected runs and overrides the given blocks
+    a = rle.from_dense(m)
+    keep = a.state == FULL
+    base = np.where(_dense(rle.map_states(a, np.arange(8, dtype=np.uint8))) == FULL, FULL, EMPTY)
+    base[rows, cols] = painted
+    np.testing.assert_array_equal(_dense(rle.paint_blocks(a, keep, rows, cols, painted)), base)
