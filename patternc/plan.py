@@ -36,6 +36,7 @@ class Runs:
     """Block indices as arithmetic runs, all 1-D int64 tensors of one length: row
     ``(g[i], row[i])`` holds ``start[i] + step[i] * t`` at positions ``pos[i] + t`` for
     ``t < count[i]``. Runs of one row cover positions ``0 .. num - 1`` without overlap.
+    Build them with :meth:`of` (which counts ``total`` and ``width`` on the host).
     ``sort_rows``: the runs give each row's blocks in another order (a row listed residue class
     by residue class); :meth:`expand` sorts the rows ascending."""
 
@@ -45,9 +46,9 @@ class Runs:
     start: torch.Tensor
     count: torch.Tensor
     step: torch.Tensor
+    total: int  # entries in all (``count.sum()``), known on the host: expansion needs no sync
+    width: int  # entries in the longest row (``num.max()``)
     sort_rows: bool = False
-    total: int = 0  # entries in all (``count.sum()``), known on the host: no device sync
-    width: int = 0  # entries in the longest row (``num.max()``)
 
     @staticmethod
     def of(cols: Sequence[torch.Tensor], sort_rows: bool = False) -> Runs:
@@ -55,12 +56,12 @@ class Runs:
         g, row, pos, start, count, step = cols
         total = int(count.sum()) if count.numel() else 0
         width = int((pos + count).max()) if count.numel() else 0
-        return Runs(g, row, pos, start, count, step, sort_rows, total, width)
+        return Runs(g, row, pos, start, count, step, total, width, sort_rows)
 
     def with_tensors(self, cols: Sequence[torch.Tensor]) -> Runs:
         """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device)."""
         g, row, pos, start, count, step = cols
-        return Runs(g, row, pos, start, count, step, self.sort_rows, self.total, self.width)
+        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
