@@ -238,7 +238,9 @@ def _transpose_blocks(a: BlockRLE) -> BlockRLE:
     r = np.repeat(tr, 3)[slots]
     c = np.stack([np.zeros_like(tc), tc, tc + 1], axis=1).reshape(-1)[slots]
     st = np.stack([np.full(n, EMPTY, np.uint8), ts, np.full(n, EMPTY, np.uint8)], axis=1).reshape(-1)[slots]
-    idle = np.setdiff1d(np.arange(C, dtype=np.int64), tr, assume_unique=False)  # rows with no block
+    busy = np.zeros(C, dtype=bool)
+    busy[tr] = True
+    idle = np.flatnonzero(~busy)  # rows with no block
     r = np.concatenate([r, idle])
     c = np.concatenate([c, np.zeros(idle.size, dtype=np.int64)])
     st = np.concatenate([st, np.full(idle.size, EMPTY, np.uint8)])
