@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return to_flex(node, n, n, heads=heads, device=dev)
 
         def ready_once(node: ir.Node = node, heads: int | None = heads) -> object:
-            plan = lower_once(node, heads).to(dev)  # type: ignore[attr-defined]
-            return [(t.idx, t.full_idx) for t in (plan.forward, plan.backward)]
+            return lower_once(node, heads).to(dev).expanded()  # type: ignore[attr-defined]
 
         t_lower = timed(lower_once, 5, sync=False)
         t_ready = timed(ready_once, 5)

@@ -265,9 +265,7 @@ def build_plan(node: ir.Node, n: int, heads: int | None, r: dict[str, Any]) -> N
 
     def build() -> None:
         lower.cache_clear()
-        plan = lower(node, n, n, heads=heads).to(DEVICE)
-        for t in (plan.forward, plan.backward):
-            t.idx, t.full_idx  # noqa: B018 - expanded on first access
+        lower(node, n, n, heads=heads).to(DEVICE).expanded()
         sync()
 
     if WARM:

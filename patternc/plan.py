@@ -198,6 +198,13 @@ class Plan:
     def num_k_blocks(self) -> int:
         return -(-self.nk // self.block_k)
 
+    def expanded(self) -> Plan:
+        """``self`` with both directions' index tensors expanded now (on the plan's device), not
+        on the kernels' first access."""
+        for t in (self.forward, self.backward):
+            t.idx, t.full_idx  # noqa: B018 - cached properties, computed on first access
+        return self
+
     def to(self, device: torch.device | str) -> Plan:
         if on_device(self.forward.num, device) and on_device(self.backward.num, device):
             return self

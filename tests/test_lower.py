@@ -276,6 +276,7 @@ def test_moving_a_plan_where_it_is_keeps_its_expanded_tables() -> None:
     assert plan.to("cpu") is plan and plan.forward.to(torch.device("cpu")) is plan.forward
     idx = plan.forward.idx
     assert plan.to("cpu").forward.idx is idx  # expanded once, not per call
+    assert plan.expanded() is plan and plan.backward.__dict__.keys() >= {"idx", "full_idx"}
 
 
 @settings(max_examples=20)

@@ -88,16 +88,12 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
     if fast is not None:
         return fast
     perm = key_period(node, g)
-    if perm > 1:
-        # periodic key columns (fixed): classify with key blocks in residue order, where a row is
-        # a few runs instead of one per period; branches classify on their own, in natural order
-        gp = Geometry(nq, nk, block_q, block_k, perm=perm)
-        per_group = group_states(node, gp)
-        groups: list[tuple[ir.Node, BlockRLE | None]] = [(sub, None) for sub, _ in per_group]
-    else:
-        gp = g
-        per_group = group_states(node, g)
-        groups = list(per_group)
+    # periodic key columns (fixed): classify with key blocks in residue order, where a row is a
+    # few runs instead of one per period; branches then classify on their own, in natural order
+    gp = Geometry(nq, nk, block_q, block_k, perm=perm) if perm > 1 else g
+    per_group = group_states(node, gp)
+    groups: list[tuple[ir.Node, BlockRLE | None]] = [(sub, None if perm > 1 else rle)
+                                                     for sub, rle in per_group]
     rles = [rle for _, rle in per_group]
     fwd = tables(rles, gp)
     bwd = tables(map_distinct(transpose, rles, g.nqb * g.nkb > PARALLEL_CELLS), gp, transposed=True)

@@ -52,15 +52,20 @@ def natural_columns(runs: RunArrays, g: Geometry) -> RunArrays:
 
 def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False) -> BlockTables:
     """BlockTables from per-group ``{PARTIAL: runs, FULL: runs}`` (rows sorted within a group)."""
-    out: list[torch.Tensor | Runs] = []
-    for state in (PARTIAL, FULL):
-        cols = [np.concatenate([p[state][k] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-                for k in range(6)]
-        g, row, _, _, count, _ = cols
-        num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
-        out += [torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
-                Runs.of([torch.from_numpy(c.astype(np.int64, copy=False)) for c in cols], sort_rows)]
-    return BlockTables(out[0], out[1], out[2], out[3])  # type: ignore[arg-type]
+    num, runs = _state_tables(R, parts, PARTIAL, sort_rows)
+    full_num, full_runs = _state_tables(R, parts, FULL, sort_rows)
+    return BlockTables(num, runs, full_num, full_runs)
+
+
+def _state_tables(R: int, parts: list[dict[int, RunArrays]], state: int,
+                  sort_rows: bool) -> tuple[torch.Tensor, Runs]:
+    """Counts ``[G, R]`` and runs of one state over all groups."""
+    cols = [np.concatenate([p[state][k] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+            for k in range(6)]
+    g, row, _, _, count, _ = cols
+    num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
+    return (torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
+            Runs.of([torch.from_numpy(c.astype(np.int64, copy=False)) for c in cols], sort_rows))
 
 
 def tables(rles: list[BlockRLE], g: Geometry | None = None, transposed: bool = False) -> BlockTables:
