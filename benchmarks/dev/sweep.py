@@ -35,8 +35,10 @@ BWD = os.environ.get("SWEEP_BWD", "1") == "1"
 B, H, DT = 1, 16, torch.bfloat16
 
 
-def bench(fn: Callable[[], Any]) -> float:
-    return float(triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median"))
+def bench(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """Median ms of ``fn(*args, **kwargs)``."""
+    return float(triton.testing.do_bench(lambda: fn(*args, **kwargs), warmup=10, rep=50,
+                                         return_mode="median"))
 
 
 def node_of(text: str) -> ir.Node:
@@ -65,11 +67,11 @@ def main() -> None:
         bm = to_flex(node, N, heads=heads, device="cuda")
         ref = flex(q, k, v, block_mask=bm)
         row: dict[str, Any] = {"pattern": text, "n": N, "d": D,
-                               "flex_fwd": bench(lambda: flex(q, k, v, block_mask=bm))}
+                               "flex_fwd": bench(flex, q, k, v, block_mask=bm)}
         fo = flex(qg, kg, vg, block_mask=bm)
         gref = torch.autograd.grad(fo, (qg, kg, vg), do, retain_graph=True)
         if BWD:
-            row["flex_bwd"] = bench(lambda: torch.autograd.grad(fo, (qg, kg, vg), do, retain_graph=True))
+            row["flex_bwd"] = bench(torch.autograd.grad, fo, (qg, kg, vg), do, retain_graph=True)
         fwd: dict[str, Any] = {}
         for mode in ("auto", "off"):
             for c in autotune.FORWARD_CANDIDATES[64 if D <= 64 else 128]:
@@ -77,11 +79,11 @@ def main() -> None:
                 try:
                     out, _ = forward(q, k, v, node, config=cfg, residue_mode=mode)
                     err = float((out.float() - ref.float()).abs().max())
-                    fwd[f"{mode} {c}"] = (bench(lambda: forward(q, k, v, node, config=cfg, residue_mode=mode)), err)
-                except Exception as e:  # noqa: BLE001 - a sweep records failures
+                    fwd[f"{mode} {c}"] = (bench(forward, q, k, v, node, config=cfg, residue_mode=mode), err)
+                except Exception as e:  # a sweep records failures
                     fwd[f"{mode} {c}"] = (None, repr(e)[:120])
             out, _ = forward(q, k, v, node, residue_mode=mode)
-            fwd[f"{mode} default"] = (bench(lambda: forward(q, k, v, node, residue_mode=mode)),
+            fwd[f"{mode} default"] = (bench(forward, q, k, v, node, residue_mode=mode),
                                       float((out.float() - ref.float()).abs().max()))
         row["fwd"] = fwd
         if BWD:
@@ -95,9 +97,9 @@ def main() -> None:
                         g = backward(q, k, v, out, lse, do, node, config=cfg_b, residue_mode=mode)
                         err = max(float((a.float() - b.float()).abs().max() / b.float().abs().max())
                                   for a, b in zip(g, gref))
-                        t = bench(lambda: backward(q, k, v, out, lse, do, node, config=cfg_b, residue_mode=mode))
+                        t = bench(backward, q, k, v, out, lse, do, node, config=cfg_b, residue_mode=mode)
                         bwd[f"{mode} {c or 'default'}"] = (t, err)
-                    except Exception as e:  # noqa: BLE001
+                    except Exception as e:
                         bwd[f"{mode} {c or 'default'}"] = (None, repr(e)[:120])
             row["bwd"] = bwd
         rows.append(row)
