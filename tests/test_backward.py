@@ -140,15 +140,19 @@ def test_schedule_splits_only_heavy_tiles() -> None:
     from patternc.lower import lower
     from patternc.runtime.backward import schedule
 
-    # 64 key blocks of 16: query block 0 (global row) lists all of them, the band 2 or 3
-    plan = lower(ir.Band(3) | ir.Rows(ir.TokenList.of(0)), 1024, 1024, block_q=16, block_k=16)
-    s = schedule(plan.forward, 16, 16, 1024, 0)
+    # 64 key blocks of 16: query block 0 (global row) lists all of them, the band 2 or 3; a split
+    # would gain fewer than MIN_SPLIT_GAIN blocks, so the row runs whole
+    short = lower(ir.Band(3) | ir.Rows(ir.TokenList.of(0)), 1024, 1024, block_q=16, block_k=16)
+    assert schedule(short.forward, 16, 16, 1024, 0).n_slots == 0
+    # 256 key blocks: the global row is long enough to split
+    plan = lower(ir.Band(3) | ir.Rows(ir.TokenList.of(0)), 4096, 4096, block_q=16, block_k=16)
+    s = schedule(plan.forward, 16, 16, 4096, 0)
     items = s.items.numpy()
     heavy = items[items[:, 0] == 0]
     assert s.n_slots == 1 and len(heavy) == heavy[0, 2] > 1 and (heavy[:, 3] == 0).all()
     assert sorted(heavy[:, 1].tolist()) == list(range(len(heavy)))
     assert (items[items[:, 0] != 0][:, 2:] == [1, -1]).all()
-    assert sorted(set(items[:, 0].tolist())) == list(range(64))
+    assert sorted(set(items[:, 0].tolist())) == list(range(256))
     assert s.rows.tolist() == list(range(16)) and s.sel.tolist() == list(range(16))
     # the split tiles' buffer rows are always a prefix (runtime/backward.py slices instead of gathering)
     for n in (1000, 1009):  # the last tile is short; global row / column n - 1 makes it heavy

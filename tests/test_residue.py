@@ -114,8 +114,12 @@ def test_decomposition_with_more_queries_than_keys() -> None:
 
 def test_auto_mode_gathers_only_when_it_cuts_the_work() -> None:
     strided = patternc.pattern("(window(127, 0) | strided(128)) & causal")
-    dec = residue.decompose(ir.concretize(strided, 8192), 8192, 8192, 1, 64, 64, "auto")
+    dec = residue.decompose(ir.concretize(strided, 8192), 8192, 8192, 16, 64, 64, "auto")
     assert dec is not None and [p.r for p in dec.parts] == [128]
+    # one head, or 16 heads at 4k tokens: the saving does not pay for a second launch
+    assert residue.decompose(ir.concretize(strided, 8192), 8192, 8192, 1, 64, 64, "auto") is None
+    assert residue.decompose(ir.concretize(strided, 4096), 4096, 4096, 16, 64, 64, "auto") is None
+    assert residue.decompose(ir.concretize(strided, 4096), 4096, 4096, 16, 64, 64, "force") is not None
     assert residue.decompose(ir.Band(64), 8192, 8192, 1, 64, 64, "auto") is None
     # dilation 2 with a narrow window: the plain blocks are already tight
     assert residue.decompose(ir.Dilated(8, 2), 8192, 8192, 1, 64, 64, "auto") is None

@@ -22,7 +22,15 @@ from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
 from patternc.runtime import residue
 from patternc.runtime.cache import load_module
-from patternc.runtime.forward import cached_plan, cached_table, interpreting, is_dense, large_smem
+from patternc.runtime.forward import (
+    MIN_SPLIT_GAIN,
+    cached_plan,
+    cached_table,
+    interpreting,
+    is_dense,
+    large_smem,
+)
+from patternc.runtime.launch import launch
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,6 +88,8 @@ def schedule(tables: BlockTables, tile: int, block: int, n: int, chunk: int) -> 
     per = np.repeat(work, block // tile)[: -(-n // tile)]
     busy = per[per > 0]
     target = chunk or (max(8, int(np.ceil(2 * busy.mean()))) if busy.size else 1)
+    if not chunk and busy.size and busy.max() - target <= MIN_SPLIT_GAIN:
+        target = int(busy.max())  # too short to pay for the split buffers and their epilogue
     nc = np.maximum(1, -(-per // target))
     slot = np.full(per.size, -1, dtype=np.int64)
     split = np.flatnonzero(nc > 1)
@@ -232,7 +242,8 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     kbuf = buf[:nkb].view(B * HKV, sk.n_slots, 2, cfg.bn1, st.dp) if sk.n_slots else st.dummy
     qbuf = buf[nkb:].view(B * H, sq.n_slots, cfg.bm2, st.dp) if sq.n_slots else st.dummy
     common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    st.module.dkdv_kernel[_grid(B * HKV, sk, r)](
+    launch(
+        st.module.dkdv_kernel, _grid(B * HKV, sk, r),
         q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
         _nonempty(bwd.full_idx), sk.items, *st.tables,
         *common, *dk.stride()[:3], *dv.stride()[:3],
@@ -241,7 +252,8 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
-    st.module.dq_kernel[_grid(B * H, sq, r)](
+    launch(
+        st.module.dq_kernel, _grid(B * H, sq, r),
         q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
         _nonempty(fwd.full_idx), sq.items, *st.tables,
         *common, *dq.stride()[:3],
@@ -281,7 +293,8 @@ def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: to
     lse2 = torch.empty_like(delta)
     g = lse if dlse is None else dlse
     bm = 16 if interpreting() else 64
-    gen.preprocess_kernel[(triton.cdiv(nq, bm), B * H)](
+    launch(
+        gen.preprocess_kernel, (triton.cdiv(nq, bm), B * H),
         out, do, lse, g, delta, lse2, *out.stride()[:3], *do.stride()[:3], *lse.stride(), *g.stride(), nq, H,
         BM=bm, D=D, DP=dp, HAS_DLSE=dlse is not None)
     return delta, lse2

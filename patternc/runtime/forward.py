@@ -24,6 +24,7 @@ from patternc.codegen import predicate
 from patternc.plan import Plan
 from patternc.runtime import residue
 from patternc.runtime.cache import load_module
+from patternc.runtime.launch import launch
 
 LOG2E = 1.4426950408889634
 DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
@@ -272,13 +273,22 @@ def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.nd
     return items.reshape(-1, 6), merge.reshape(-1, 3), int(is_split.sum())
 
 
-def _auto_split(total_blocks: int, device: str) -> int:
-    """Blocks per work item that fill every SM about twice over (at least 16: merging costs)."""
+MIN_SPLIT_GAIN = 128
+"""Heavy rows are split only when that shortens the longest work item by more blocks than this:
+a split costs a merge launch and its workspace (~30-50 us of host time on the H100), about what
+128 tiles of one program take on the GPU; short heavy rows (a global row at 4k tokens is 64
+blocks) run whole."""
+
+
+def _auto_split(total_blocks: int, heaviest: int, device: str) -> int:
+    """Blocks per work item that fill every SM about twice over (at least 16: merging costs), or
+    ``heaviest`` (no split) when splitting would gain less than ``MIN_SPLIT_GAIN`` blocks."""
     if device.startswith("cuda"):
         sms = torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
     else:
         sms = 4
-    return max(16, -(-total_blocks // (2 * sms)))
+    split = max(16, -(-total_blocks // (2 * sms)))
+    return split if heaviest - split > MIN_SPLIT_GAIN else max(1, heaviest)
 
 
 @dataclass(frozen=True)
@@ -321,7 +331,8 @@ class _Launch:
             heads_fast = work.slots > 0
             grid = ((batch * per_group, work.items.shape[0], r) if heads_fast
                     else (work.items.shape[0], batch * per_group, r))
-            self.module.attn_fwd[grid](
+            launch(
+                self.module.attn_fwd, grid,
                 q, k, v, out, lse, work.items, idx, fidx, *self.tables, ws_o, ws_m, ws_l,
                 scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
                 *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2],
@@ -329,7 +340,8 @@ class _Launch:
                 RETURN_LSE=True, RES=self.res is not None, ACCUM=self.res is not None, HEADS_FAST=heads_fast,
                 num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
             if work.merge.shape[0]:
-                self.module.attn_merge[(batch * per_group, work.merge.shape[0])](
+                launch(
+                    self.module.attn_merge, (batch * per_group, work.merge.shape[0]),
                     out, lse, work.merge, ws_o, ws_m, ws_l, self.nq, h0, per_group, self.heads,
                     *out.stride(), work.slots, RETURN_LSE=True)
 
@@ -357,7 +369,8 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     G = len(spec.group_pred)
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
-    split = cfg.split or _auto_split(B * (H // G) * int(num.sum() + full_num.sum()), device)
+    heaviest = int((num + full_num).max()) if num.size else 0
+    split = cfg.split or _auto_split(B * (H // G) * int(num.sum() + full_num.sum()), heaviest, device)
     work = []
     for g in range(G):
         items, merge, slots = work_items(full_num[g], num[g], split)

@@ -19,8 +19,9 @@ store ``(out, lse)`` / ``(dQ, dK, dV)``; each residue launch then merges its row
 (forward: log-sum-exp of the stored and the new partial result, in the kernel's epilogue;
 backward: adds its gradients, computed with the final LSE and delta).
 
-Choice (``mode``): ``"auto"`` gathers when the blocks visited drop to at most half of the plain
-plan's; ``"force"`` whenever some branch has a gathered form (tests); ``"off"`` never.
+Choice (``mode``): ``"auto"`` gathers when the blocks visited drop to at most ``GAIN`` of the
+plain plan's and the saving pays for the extra launches (``MIN_GAIN_TILES``); ``"force"``
+whenever some branch has a gathered form (tests); ``"off"`` never.
 ``PATTERNC_RESIDUE`` sets the default mode.
 """
 
@@ -38,6 +39,10 @@ from patternc.passes import optimize
 
 MODES = ("auto", "force", "off")
 GAIN = 0.75  # "auto" gathers when (rest + gathered blocks) <= GAIN * plain blocks
+MIN_GAIN_TILES = 16384
+"""... and when that saves at least this many tiles (blocks x heads) per extra launch: a launch
+costs tens of microseconds of host time, about what 16k 64x64 tiles take on an H100, so short
+sequences (4k tokens) run plain."""
 
 
 def default_mode() -> str:
@@ -130,6 +135,7 @@ def decompose(node: ir.Node, nq: int, nk: int, heads: int, block_q: int, block_k
         plain = _blocks(node, nq, nk, block_q, block_k, heads)
         mixed = _blocks(rest, nq, nk, block_q, block_k, heads) + sum(
             p.r * _blocks(p.node, p.nq, p.nk, block_q, block_k, heads) for p in parts)
-        if mixed > GAIN * plain:
+        per_head = heads // G
+        if mixed > GAIN * plain or (plain - mixed) * per_head < MIN_GAIN_TILES * len(parts):
             return None
     return Decomposition(rest, tuple(parts))

@@ -1,0 +1,105 @@
+"""Direct launches (patternc.runtime.launch): the specialization key and the argument order of the
+fast path, against a stand-in kernel (the real launcher runs in the GPU tests)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+import torch
+
+from patternc.runtime import launch as L
+
+
+class FakeCompiled:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.function, self.packed_metadata = "fn", "meta"
+
+    def run(self, *args: Any) -> None:
+        self.calls.append(args)
+
+    def launch_metadata(self, *args: Any) -> None:
+        return None
+
+
+class FakeJit:
+    """A jit function's surface: ``signature`` and ``fn[grid](*args, **kwargs)`` -> compiled kernel."""
+
+    def __init__(self) -> None:
+        def kernel(X, n, s, PRED, FLAG=False, MODE=3):  # type: ignore[no-untyped-def]
+            pass
+
+        self.signature = inspect.signature(kernel)
+        self.compiled = FakeCompiled()
+        self.slow: list[tuple[Any, ...]] = []
+
+    def __getitem__(self, grid: tuple[int, ...]) -> Any:
+        def call(*args: Any, **kwargs: Any) -> FakeCompiled:
+            self.slow.append((grid, args, kwargs))
+            return self.compiled
+        return call
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(L, "fast_enabled", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(L, "_stream", lambda device: 77)
+    monkeypatch.setattr(L, "_hooks", lambda: (None, None))
+
+
+def test_spec_follows_what_triton_specializes() -> None:
+    assert L._spec(1) != L._spec(2) != L._spec(16)  # == 1, % 16, neither
+    assert L._spec(32) == L._spec(48) and L._spec(3) == L._spec(5)
+    assert L._spec(1 << 40) != L._spec(16)  # 64-bit
+    a = torch.zeros(64)
+    assert L._spec(a) == L._spec(torch.ones(8)) and L._spec(a[1:]) != L._spec(a)  # 16-byte alignment
+    assert L._spec(a.half()) != L._spec(a)
+    assert L._spec(0.5) == L._spec(2.0) and L._spec(True) == L._spec(False)
+
+
+def test_second_call_goes_direct_with_constexprs_and_defaults_in_order(fast: None) -> None:
+    fn = FakeJit()
+    x = torch.zeros(16)
+    L.launch(fn, (4, 2), x, 5, 7, PRED=1, num_warps=4)
+    assert len(fn.slow) == 1 and not fn.compiled.calls  # the first call is Triton's
+    L.launch(fn, (8,), x, 9, 11, PRED=1, num_warps=4)
+    assert len(fn.slow) == 1
+    (call,) = fn.compiled.calls
+    # grid padded to 3-D, stream, function, metadata, hooks, then every parameter in order
+    assert call == (8, 1, 1, 77, "fn", "meta", None, None, None, x, 9, 11, 1, False, 3)
+
+
+def test_a_new_specialization_goes_through_triton_again(fast: None) -> None:
+    fn = FakeJit()
+    x = torch.zeros(64)
+    L.launch(fn, (1,), x, 5, 7, PRED=1)
+    L.launch(fn, (1,), x, 16, 7, PRED=1)  # n divisible by 16: another kernel
+    L.launch(fn, (1,), x[1:], 5, 7, PRED=1)  # misaligned pointer
+    L.launch(fn, (1,), x, 5, 7, PRED=2)  # another constexpr
+    L.launch(fn, (1,), x, 5, 7, PRED=1, FLAG=True)
+    assert len(fn.slow) == 5 and not fn.compiled.calls
+    L.launch(fn, (1,), x, 21, 7, PRED=1, FLAG=True)
+    assert len(fn.slow) == 5 and fn.compiled.calls[0][-3:] == (1, True, 3)
+
+
+def test_off_on_the_interpreter_and_one_launcher_per_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not L.fast_enabled()
+    fn = FakeJit()
+    x = torch.zeros(16)
+    for _ in range(2):
+        L.launch(fn, (1,), x, 5, 7, PRED=1)
+    assert len(fn.slow) == 2 and not fn.compiled.calls
+    assert L.launcher(fn) is L.launcher(fn)
+
+
+def test_unexpected_kernel_objects_keep_the_plain_call(fast: None) -> None:
+    fn = FakeJit()
+    fn.compiled = None  # type: ignore[assignment]  # e.g. a Triton whose run returns nothing
+    x = torch.zeros(16)
+    for _ in range(3):
+        L.launch(fn, (1,), x, 5, 7, PRED=1)
+    assert len(fn.slow) == 3
