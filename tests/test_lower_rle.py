@@ -42,7 +42,7 @@ def test_every_transpose_path_is_the_transpose(m: np.ndarray) -> None:
 
 
 @given(matrices(), st.data())
-def test_single_blocks_and_painting(m: np.ndarray, data: st.DataObject) -> None:
+def test_single_blocks_and_split_runs(m: np.ndarray, data: st.DataObject) -> None:
     R, C = m.shape
     cells = data.draw(st.lists(st.tuples(st.integers(0, R - 1), st.integers(0, C - 1)), unique=True,
                                max_size=12))
@@ -53,9 +53,14 @@ def test_single_blocks_and_painting(m: np.ndarray, data: st.DataObject) -> None:
     want = np.full((R, C), EMPTY, dtype=np.uint8)
     want[rows, cols] = painted
     np.testing.assert_array_equal(_dense(rle.single_blocks(R, C, rows, cols, painted)), want)
-    # painting keeps the selected runs and overrides the given blocks
+    # splitting restates every block of the selected runs and keeps the others whole
     a = rle.from_dense(m)
-    keep = a.state == FULL
-    base = np.where(_dense(rle.map_states(a, np.arange(8, dtype=np.uint8))) == FULL, FULL, EMPTY)
-    base[rows, cols] = painted
-    np.testing.assert_array_equal(_dense(rle.paint_blocks(a, keep, rows, cols, painted)), base)
+    mask = a.state != FULL
+    restate = {(int(r), int(c)): int(s) for (r, c), s in zip(cells, painted)}
+    want = m.copy()
+    for r, c in zip(*np.nonzero(m != FULL)):
+        want[r, c] = restate.get((int(r), int(c)), EMPTY)
+    split = rle.split_runs(a, mask, lambda r, c: np.array([restate.get((int(x), int(y)), EMPTY)
+                                                           for x, y in zip(r, c)], dtype=np.uint8))
+    np.testing.assert_array_equal(_dense(split), want)
+    assert not ((split.row[1:] == split.row[:-1]) & (split.state[1:] == split.state[:-1])).any()

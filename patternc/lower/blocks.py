@@ -201,7 +201,12 @@ def _strided_sparse(g: Geometry, s: int) -> BlockRLE:
 
 def count_states(cnt: np.ndarray, size: np.ndarray) -> np.ndarray:
     """EMPTY / PARTIAL / FULL from the number of pattern pairs in a block and its area."""
-    return np.where(cnt == 0, EMPTY, np.where(cnt == size, FULL, PARTIAL)).astype(np.uint8)
+    # a lookup, not nested np.where (which branches on every entry)
+    return _COUNT_STATES[2 * (cnt == 0).view(np.uint8) + (cnt == size).view(np.uint8)]
+
+
+_COUNT_STATES = np.array([PARTIAL, FULL, EMPTY, EMPTY], dtype=np.uint8)
+"""By ``2 * (no pair) + (every pair)``."""
 
 
 def rows_from_cover(g: Geometry, cover: Callable[[np.ndarray], np.ndarray]) -> BlockRLE:
@@ -311,14 +316,21 @@ def permute(a: BlockRLE, g: Geometry) -> BlockRLE:
     M, off = g.perm, g.residue_offsets()
     r = np.arange(M, dtype=np.int64)[None, :]
     # the blocks kb = r (mod M) of [start, stop) are kb = r + M m for m in [ceil((start - r) / M), ...)
-    c0 = (off[r] - ((r - a.start[:, None]) // M)).reshape(-1)
-    c1 = (off[r] - ((r - a.stop[:, None]) // M)).reshape(-1)
-    rows, states = np.repeat(a.row, M), np.repeat(a.state, M)
-    # the non-empty pieces tile every row exactly (a bijection of the columns): sort, coalesce
-    some = c0 < c1
-    rows, c0, states = rows[some], c0[some], states[some]
-    order = np.argsort(rows * a.C + c0, kind="stable")
-    return coalesce(a.R, a.C, rows[order], c0[order], states[order])
+    c0 = off[r] - ((r - a.start[:, None]) // M)
+    c1 = off[r] - ((r - a.stop[:, None]) // M)
+    # the non-empty pieces tile every row exactly (a bijection of the columns). A row's pieces go
+    # class by class, each class in run order: piece (i, r) of a row whose runs are
+    # [first, first + k) lands at M * first + r * k + (i - first), in order without a sort
+    i = np.arange(a.row.size, dtype=np.int64)
+    heads = np.flatnonzero(a.start == 0)  # every row's first run starts at column 0
+    k = np.diff(np.append(heads, a.row.size))
+    first, k = np.repeat(heads, k), np.repeat(k, k)
+    dest = (M * first + (i - first))[:, None] + r * k[:, None]
+    rows, cols = np.repeat(a.row, M), np.empty(dest.size, dtype=np.int64)
+    states, some = np.empty(dest.size, dtype=np.uint8), np.empty(dest.size, dtype=bool)
+    cols[dest], states[dest], some[dest] = c0, a.state[:, None], c0 < c1
+    i = np.flatnonzero(some)
+    return coalesce(a.R, a.C, rows[i], cols[i], states[i])
 
 
 def primitive(node: ir.Node, g: Geometry) -> BlockRLE:

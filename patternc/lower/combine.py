@@ -30,12 +30,11 @@ from patternc.lower.rle import (
     FULL,
     PARTIAL,
     BlockRLE,
-    expand,
     from_dense,
     is_exact,
     map_states,
     merge,
-    paint_blocks,
+    split_runs,
 )
 from patternc.passes import optimize
 
@@ -266,11 +265,7 @@ def _resolve(rle: BlockRLE, g: B.Geometry, states_of) -> BlockRLE:  # type: igno
     exact = is_exact(rle.state)
     if exact.all():
         return rle
-    qb, kb, _ = expand(rle, ~exact)
-    st = states_of(qb, g.from_perm(kb))
-    keep = exact & (rle.state != EMPTY)
-    sel = st != EMPTY
-    return paint_blocks(rle, keep, qb[sel], kb[sel], st[sel])
+    return split_runs(rle, ~exact, lambda qb, kb: states_of(qb, g.from_perm(kb)))
 
 
 def d_states(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:

@@ -10,11 +10,17 @@ allocates ``R x C`` cells.
 States are *possibility sets* over {EMPTY, PARTIAL, FULL} (bit flags): an exact state has one
 bit, and an operator that cannot decide (the union of two PARTIAL blocks may be FULL) sets
 several; :mod:`patternc.lower.combine` resolves those exactly afterwards.
+
+Selections go through index arrays (``np.flatnonzero(mask)`` and plain takes): on the irregular
+masks of run lists, numpy's boolean indexing, ``np.where`` and masked assignment cost several
+times as much per element (they branch on every entry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,15 +43,14 @@ class BlockRLE:
     start: np.ndarray  # int64
     state: np.ndarray  # uint8 possibility set
 
-    @property
+    @cached_property
     def stop(self) -> np.ndarray:
-        """Exclusive end column of each run."""
+        """Exclusive end column of each run (computed once: tables and transposes read it often)."""
         out = np.empty_like(self.start)
         if out.size:
             out[:-1] = self.start[1:]
-            last = np.ones(out.size, dtype=bool)
-            last[:-1] = self.row[1:] != self.row[:-1]
-            out[last] = self.C
+            out[np.flatnonzero(self.row[1:] != self.row[:-1])] = self.C
+            out[-1] = self.C
         return out
 
     def keys(self) -> np.ndarray:
@@ -65,7 +70,8 @@ def coalesce(R: int, C: int, row: np.ndarray, start: np.ndarray, state: np.ndarr
     """Runs sorted by (row, start) covering every row, with equal neighbours in a row merged."""
     keep = np.ones(row.size, dtype=bool)
     keep[1:] = (state[1:] != state[:-1]) | (row[1:] != row[:-1])
-    return BlockRLE(R, C, row[keep], start[keep], state[keep])
+    i = np.flatnonzero(keep)
+    return BlockRLE(R, C, row[i], start[i], state[i])
 
 
 def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndarray,
@@ -75,23 +81,25 @@ def from_intervals(R: int, C: int, rows: np.ndarray, c0: np.ndarray, c1: np.ndar
     rows, c0, c1 = (np.asarray(x, dtype=np.int64) for x in (rows, c0, c1))
     states = np.broadcast_to(np.asarray(states, dtype=np.uint8), rows.shape)
     c0, c1 = np.clip(c0, 0, C), np.clip(c1, 0, C)
-    ok = c0 < c1
+    ok = np.flatnonzero(c0 < c1)
     rows, c0, c1, states = rows[ok], c0[ok], c1[ok], states[ok]
-    ends = c1 < C
+    ends = np.flatnonzero(c1 < C)
     all_rows = np.arange(R, dtype=np.int64)
     # priority decides which event wins at one (row, column): interval starts beat interval
-    # ends and the row's background
-    key = np.concatenate([all_rows * C, rows[ends] * C + c1[ends], rows * C + c0])
-    prio = np.concatenate([np.zeros(R + int(ends.sum()), dtype=np.int64), np.ones(rows.size, dtype=np.int64)])
-    st = np.concatenate([np.full(R + int(ends.sum()), background, dtype=np.uint8), states])
-    # one integer key with the priority in the low bit; a stable sort is adaptive (runs already
-    # in order, as most callers produce them, merge in linear time)
-    order = np.argsort(key * 2 + prio, kind="stable")
-    key, st = key[order], st[order]
+    # ends and the row's background; one integer key with the priority in the low bit
+    w = 2 * C
+    key = np.concatenate([all_rows * w, rows[ends] * w + 2 * c1[ends], rows * w + 2 * c0 + 1])
+    st = np.concatenate([np.full(R + ends.size, background, dtype=np.uint8), states])
+    # a stable sort is adaptive (runs already in order, as most callers produce them, merge in
+    # linear time)
+    order = np.argsort(key, kind="stable")
+    key = key[order] >> 1
     last = np.ones(key.size, dtype=bool)
     last[:-1] = key[1:] != key[:-1]
-    key, st = key[last], st[last]
-    return coalesce(R, C, key // C, key % C, st)
+    i = np.flatnonzero(last)
+    key, st = key[i], st[order[i]]
+    row = key // C
+    return coalesce(R, C, row, key - row * C, st)
 
 
 def _union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,12 +110,13 @@ def _union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     k = np.concatenate([a, b])
     order = np.argsort(k, kind="stable")
     k = k[order]
-    from_a = order < a.size
+    from_a = (order < a.size).astype(np.int64)  # a cumulative sum of bools is several times slower
     ia = np.cumsum(from_a) - 1
-    ib = np.arange(k.size) - ia - 1
     last = np.ones(k.size, dtype=bool)
     last[:-1] = k[1:] != k[:-1]
-    return k[last], ia[last], ib[last]
+    i = np.flatnonzero(last)
+    ia = ia[i]
+    return k[i], ia, i - ia - 1
 
 
 def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
@@ -119,8 +128,10 @@ def merge(a: BlockRLE, b: BlockRLE, table: np.ndarray) -> BlockRLE:
         # runs almost as many as blocks (periodic patterns): a dense table lookup is cheaper
         return from_dense(table[to_dense(a), to_dense(b)])
     k, ia, ib = _union_keys(a.keys(), b.keys())
-    sa, sb = a.state[ia], b.state[ib]  # every row starts a run at column 0: never -1
-    return coalesce(a.R, a.C, k // a.C, k % a.C, table[sa, sb])
+    # every row starts a run at column 0: never -1; states < 8, one flat lookup
+    st = table.reshape(-1)[(a.state[ia] << 3) | b.state[ib]]
+    row = k // a.C
+    return coalesce(a.R, a.C, row, k - row * a.C, st)
 
 
 def map_states(a: BlockRLE, table: np.ndarray) -> BlockRLE:
@@ -132,7 +143,8 @@ def expand(a: BlockRLE, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.
     """``(rows, cols, states)`` of every block in the runs selected by ``mask`` (all by default)."""
     row, start, stop, state = a.row, a.start, a.stop, a.state
     if mask is not None:
-        row, start, stop, state = row[mask], start[mask], stop[mask], state[mask]
+        i = np.flatnonzero(mask)
+        row, start, stop, state = row[i], start[i], stop[i], state[i]
     n = stop - start
     total = int(n.sum())
     first = np.cumsum(n) - n
@@ -140,20 +152,22 @@ def expand(a: BlockRLE, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.
     return np.repeat(row, n), cols, np.repeat(state, n)
 
 
-def paint_blocks(a: BlockRLE, keep: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                 states: np.ndarray) -> BlockRLE:
-    """The runs of ``a`` selected by ``keep`` (the others become EMPTY) with single blocks
-    ``(rows, cols)`` painted in ``states`` (blocks lying outside the kept runs)."""
-    if _go_dense(a.R * a.C, a.runs()):
-        d = to_dense(BlockRLE(a.R, a.C, a.row, a.start, np.where(keep, a.state, EMPTY).astype(np.uint8)))
-        d[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = states
-        return from_dense(d)
-    base = BlockRLE(a.R, a.C, a.row, a.start, np.where(keep, a.state, EMPTY).astype(np.uint8))
-    return merge(base, single_blocks(a.R, a.C, rows, cols, states, 0), _OVERRIDE)
+def split_runs(a: BlockRLE, mask: np.ndarray,
+               states_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BlockRLE:
+    """``a`` with every block of the runs selected by ``mask`` restated one by one as
+    ``states_of(rows, cols)`` (blocks in row-major order, as :func:`expand` lists them).
 
-
-_OVERRIDE = np.array([[b if b else x for b in range(8)] for x in range(8)], dtype=np.uint8)
-"""``_OVERRIDE[x, b]``: ``b`` where an override is given (``b != 0``), else the state ``x`` below."""
+    The other runs stay whole: each run becomes itself or its blocks, in place, so the result
+    is in order without a sort or a merge."""
+    n = 1 + (a.stop - a.start - 1) * mask
+    total = int(n.sum())
+    run = np.repeat(np.arange(n.size, dtype=np.int64), n)
+    first = np.cumsum(n) - n
+    col = a.start[run] + (np.arange(total, dtype=np.int64) - first[run])
+    row, st = a.row[run], a.state[run]
+    sel = np.flatnonzero(mask[run])
+    st[sel] = states_of(row[sel], col[sel])
+    return coalesce(a.R, a.C, row, col, st)
 
 
 def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np.ndarray,
@@ -165,21 +179,25 @@ def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np
     if not ordered:
         order = np.argsort(rows * C + cols, kind="stable")
         rows, cols, states = rows[order], cols[order], states[order]
-    # after each block, back to "no override" unless the next block of the row follows it
+    # slots, in order without a sort: per row its start (the background from column 0), then
+    # per block of the row the block and the background after it
+    n = rows.size
+    per_row = np.bincount(rows, minlength=R)
+    before = np.cumsum(per_row) - per_row  # blocks in earlier rows
+    head = 2 * before + np.arange(R, dtype=np.int64)  # slot of each row's start
+    slot = head[rows] + 1 + 2 * (np.arange(n, dtype=np.int64) - before[rows])
+    r = np.repeat(np.arange(R, dtype=np.int64), 1 + 2 * per_row)
+    c = np.zeros(R + 2 * n, dtype=np.int64)
+    st = np.full(R + 2 * n, background, dtype=np.uint8)
+    c[slot], c[slot + 1], st[slot] = cols, cols + 1, states
+    keep = np.ones(R + 2 * n, dtype=bool)
+    keep[head[rows[np.flatnonzero(cols == 0)]]] = False  # a block at column 0 replaces its row's start
+    # after each block, back to the background unless the next block of the row follows it
     after = cols + 1 < C
     after[:-1] &= ~((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1))
-    r = np.concatenate([np.arange(R, dtype=np.int64), rows, rows[after]])
-    c = np.concatenate([np.zeros(R, dtype=np.int64), cols, cols[after] + 1])
-    k = int(after.sum())
-    fill = np.full(R + k, background, dtype=np.uint8)
-    st = np.concatenate([fill[:R], states, fill[R:]])
-    # a block at column 0 replaces its row's start: sort blocks after starts, keep the last
-    prio = np.concatenate([np.zeros(R, dtype=np.int64), np.ones(rows.size + k, dtype=np.int64)])
-    order = np.argsort((r * C + c) * 2 + prio, kind="stable")
-    r, c, st = r[order], c[order], st[order]
-    last = np.ones(r.size, dtype=bool)
-    last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
-    return BlockRLE(R, C, r[last], c[last], st[last])
+    keep[slot + 1] = after
+    i = np.flatnonzero(keep)
+    return BlockRLE(R, C, r[i], c[i], st[i])
 
 
 def from_dense(states: np.ndarray) -> BlockRLE:
@@ -210,7 +228,7 @@ def _go_dense(cells: int, runs: int) -> bool:
 
 
 def _nonempty(a: BlockRLE) -> int:
-    return int((a.stop - a.start)[a.state != EMPTY].sum())
+    return int(((a.stop - a.start) * (a.state != EMPTY)).sum())
 
 
 def _by_column(cols: np.ndarray, C: int) -> np.ndarray:
@@ -222,30 +240,9 @@ def _transpose_blocks(a: BlockRLE) -> BlockRLE:
     """The transpose from the non-empty blocks themselves (few, scattered)."""
     R, C = a.R, a.C
     rows, cols, states = expand(a, a.state != EMPTY)  # row-major
-    order = _by_column(cols, C)
-    tr, tc, ts = cols[order], rows[order], states[order]  # transposed rows, columns ascending in each
-    n = tr.size
-    first = np.ones(n, dtype=bool)
-    first[1:] = tr[1:] != tr[:-1]
-    follows = np.zeros(n, dtype=bool)  # block i continues block i - 1 of its row
-    follows[1:] = ~first[1:] & (tc[1:] == tc[:-1] + 1)
-    followed = np.append(follows[1:], False)
-    same = np.zeros(n, dtype=bool)
-    same[1:] = ts[1:] == ts[:-1]
-    # per block, in order: an EMPTY run from column 0 (first block of its row, not at 0), its own
-    # run (unless it extends the previous one), an EMPTY run after it (unless a block follows)
-    slots = np.stack([first & (tc > 0), ~(follows & same), ~followed & (tc + 1 < R)], axis=1).reshape(-1)
-    r = np.repeat(tr, 3)[slots]
-    c = np.stack([np.zeros_like(tc), tc, tc + 1], axis=1).reshape(-1)[slots]
-    st = np.stack([np.full(n, EMPTY, np.uint8), ts, np.full(n, EMPTY, np.uint8)], axis=1).reshape(-1)[slots]
-    busy = np.zeros(C, dtype=bool)
-    busy[tr] = True
-    idle = np.flatnonzero(~busy)  # rows with no block
-    r = np.concatenate([r, idle])
-    c = np.concatenate([c, np.zeros(idle.size, dtype=np.int64)])
-    st = np.concatenate([st, np.full(idle.size, EMPTY, np.uint8)])
-    order = _by_column(r, C)
-    return coalesce(C, R, r[order], c[order], st[order])
+    order = _by_column(cols, C)  # transposed rows, columns ascending in each
+    t = single_blocks(C, R, cols[order], rows[order], states[order], EMPTY, ordered=True)
+    return coalesce(t.R, t.C, t.row, t.start, t.state)
 
 
 def transpose(a: BlockRLE) -> BlockRLE:
@@ -259,19 +256,18 @@ def transpose(a: BlockRLE) -> BlockRLE:
         return _transpose_blocks(a)  # scattered blocks (random, global columns): sort them
     # row r of `prev` holds row r - 1 of `a`; row 0 holds a sentinel state 0 (no state), so
     # every column starts a run at row 0 of the transpose
-    nxt = a.row + 1
-    inside = nxt < R
-    prev = BlockRLE(R, C, np.concatenate([[0], nxt[inside]]), np.concatenate([[0], a.start[inside]]),
+    inside = np.flatnonzero(a.row + 1 < R)
+    prev = BlockRLE(R, C, np.concatenate([[0], a.row[inside] + 1]), np.concatenate([[0], a.start[inside]]),
                     np.concatenate([[0], a.state[inside]]).astype(np.uint8))
     k, ip, ia = _union_keys(prev.keys(), a.keys())
     sp, sa = prev.state[ip], a.state[ia]
-    row, start = k // C, k % C
+    row = k // C
+    start = k - row * C
     stop = np.empty_like(start)
     stop[:-1] = start[1:]
-    last = np.ones(k.size, dtype=bool)
-    last[:-1] = row[1:] != row[:-1]
-    stop[last] = C
-    ch = sp != sa
+    stop[np.flatnonzero(row[1:] != row[:-1])] = C
+    stop[-1] = C
+    ch = np.flatnonzero(sp != sa)
     row, start, stop, sa = row[ch], start[ch], stop[ch], sa[ch]
     n = stop - start
     if int(n.sum()) > 2 * _nonempty(a) + R:

@@ -22,13 +22,13 @@ def positions(row: np.ndarray, count: np.ndarray) -> np.ndarray:
         return before
     new = np.ones(row.size, dtype=bool)
     new[1:] = row[1:] != row[:-1]
-    first = np.maximum.accumulate(np.where(new, np.arange(row.size), 0))
+    first = np.maximum.accumulate(np.arange(row.size) * new)
     return before - before[first]
 
 
 def state_runs(rle: BlockRLE, state: int, g: int = 0) -> RunArrays:
     """The runs of ``rle`` in ``state`` as table runs of head group ``g`` (step 1)."""
-    sel = rle.state == state
+    sel = np.flatnonzero(rle.state == state)
     row, start = rle.row[sel], rle.start[sel]
     count = rle.stop[sel] - start
     return np.full(row.size, g, dtype=np.int64), row, positions(row, count), start, count, np.ones_like(row)
