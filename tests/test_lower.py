@@ -220,6 +220,71 @@ def test_residue_ordered_keys(node: ir.Node, bk: int, m: int, c: int, nq: int, o
         lower.cache_clear()
 
 
+@st.composite
+def segmentations(draw: st.DrawFn, M: int) -> tuple[int, ...]:
+    """Residue classes 0..M-1 cut into contiguous segments (any cut is a valid key order)."""
+    cuts = draw(st.sets(st.integers(1, M - 1), max_size=M - 1)) if M > 1 else set()
+    return (0, *sorted(cuts), M)
+
+
+@settings(max_examples=40)
+@given(patterns(max_leaves=3), st.integers(1, 4), st.integers(2, 4), st.integers(1, 4), st.integers(1, 60),
+       st.sampled_from(["|", "&", "-", "heads"]), st.data())
+def test_any_grouping_of_residue_classes(node: ir.Node, bk: int, m: int, c: int, nq: int, op: str,
+                                         data: st.DataObject) -> None:
+    # the key order groups residue classes into segments (fixed: the summary classes and the
+    # others); exactness must not depend on the grouping: force random ones on small grids
+    import patternc.lower as L
+
+    assume(not any(isinstance(n, ir.Fixed) for n in node.walk()))
+    l = m * bk
+    nk = 4 * l + nq % 13
+    fixed = ir.Fixed(l, min(c, l))
+    pat = {"|": fixed | node, "&": fixed & node, "-": fixed - node, "heads": ir.Heads((node, fixed))}[op]
+    segments = data.draw(segmentations(m))
+    saved = L.PERMUTE_CELLS, L.key_segments
+    L.PERMUTE_CELLS, L.key_segments = -1, lambda *_: segments
+    lower.cache_clear()
+    try:
+        check_plan(pat, nq, nk, bk, bk, heads=2 if op == "heads" else None)
+        check_plan(pat, nq, nk, 2 * bk, bk, heads=2 if op == "heads" else None)
+    finally:
+        L.PERMUTE_CELLS, L.key_segments = saved
+        lower.cache_clear()
+
+
+@given(st.integers(1, 40), st.integers(2, 6), st.data())
+def test_segment_order_is_a_permutation(nkb: int, M: int, data: st.DataObject) -> None:
+    from patternc.lower import blocks as B
+    from patternc.lower import rle
+    from patternc.lower.tables import natural_columns
+
+    g = B.Geometry(3, nkb * 2, 1, 2, perm=M, segments=data.draw(segmentations(M)))
+    kb = np.arange(nkb, dtype=np.int64)
+    col = g.to_perm(kb)
+    assert sorted(col.tolist()) == kb.tolist()
+    np.testing.assert_array_equal(g.from_perm(col), kb)
+    # below(x): the group's blocks under x, counted directly
+    seg, group = g.seg(), np.searchsorted(g.seg(), kb % M, side="right") - 1
+    for x in range(nkb + 1):
+        np.testing.assert_array_equal(g.below(np.array(x)), np.bincount(group[:x], minlength=seg.size - 1))
+    # permute moves every column of a random matrix to its place
+    states = np.array(data.draw(st.lists(st.sampled_from([rle.EMPTY, rle.PARTIAL, rle.FULL]),
+                                         min_size=3 * nkb, max_size=3 * nkb)), dtype=np.uint8).reshape(3, nkb)
+    want = np.empty_like(states)
+    want[:, col] = states
+    np.testing.assert_array_equal(rle.to_dense(B.permute(rle.from_dense(states), g)), want)
+    # natural_columns lists the natural blocks of any run of residue-ordered columns
+    a = data.draw(st.integers(0, nkb - 1))
+    n = data.draw(st.integers(1, nkb - a))
+    one = np.array([0]), np.array([0]), np.array([5]), np.array([a]), np.array([n]), np.array([1])
+    _, _, pos, start, count, step = natural_columns(one, g)  # type: ignore[arg-type]
+    got = [int(s0 + k * d) for s0, c0, d in zip(start, count, step) for k in range(c0)]
+    assert sorted(got) == sorted(g.from_perm(np.arange(a, a + n)).tolist())
+    slots = [int(p0 + k) for p0, c0 in zip(pos, count) for k in range(c0)]
+    assert sorted(slots) == list(range(5, 5 + n))
+
+
 @given(st.lists(st.integers(-50, 50), unique=True, max_size=30))
 def test_progressions_rebuild_the_diagonals(values: list[int]) -> None:
     from patternc.lower.toeplitz import progressions

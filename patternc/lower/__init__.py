@@ -20,9 +20,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import numpy as np
+
 from patternc import ir
 from patternc.lower import toeplitz
-from patternc.lower.blocks import Geometry
+from patternc.lower.blocks import Geometry, count_states, residue_count
 from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
 from patternc.lower.strategies import Branch, Strategies
@@ -90,7 +92,8 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
     perm = key_period(node, g)
     # periodic key columns (fixed): classify with key blocks in residue order, where a row is a
     # few runs instead of one per period; branches then classify on their own, in natural order
-    gp = Geometry(nq, nk, block_q, block_k, perm=perm) if perm > 1 else g
+    gp = (Geometry(nq, nk, block_q, block_k, perm=perm, segments=key_segments(node, g, perm))
+          if perm > 1 else g)
     per_group = group_states(node, gp)
     groups: list[tuple[ir.Node, BlockRLE | None]] = [(sub, None if perm > 1 else rle)
                                                      for sub, rle in per_group]
@@ -118,6 +121,21 @@ def key_period(node: ir.Node, g: Geometry) -> int:
         return 1
     period = math.lcm(*(math.lcm(l, g.bk) // g.bk for l in ls))
     return period if 2 <= period <= g.nkb // 4 else 1
+
+
+def key_segments(node: ir.Node, g: Geometry, period: int) -> tuple[int, ...]:
+    """Residue classes mod ``period`` grouped into segments of equal summary-column states (per
+    ``fixed`` of the pattern, whether a block of the class holds none, some or only summary keys):
+    ``fixed(1024, 8)`` at block 128 is classes 0..6 (no summary key) and 7. A natural run then
+    splits into one piece per segment instead of one per class."""
+    conc = ir.concretize(node, g.nk)
+    kb = np.arange(period, dtype=np.int64)
+    j0, j1 = g.k_span(kb)
+    lc = [(int(n.l), int(n.c)) for n in conc.walk() if isinstance(n, ir.Fixed)]
+    sig = np.stack([count_states(residue_count(j1 + 1, l, c) - residue_count(j0, l, c), j1 - j0 + 1)
+                    for l, c in lc], axis=1)
+    change = np.flatnonzero((sig[1:] != sig[:-1]).any(axis=1)) + 1
+    return (0, *change.tolist(), period)
 
 
 def _alternates(node: ir.Node, g: Geometry) -> bool:

@@ -39,6 +39,10 @@ class Geometry:
     # key blocks in residue order mod ``perm`` (:meth:`to_perm`): periodic key patterns
     # (``fixed``) then cost a few runs per row instead of one per period
     perm: int = 1
+    # the residue classes grouped into segments ``[segments[q], segments[q + 1])`` (empty: one
+    # class each); a group lists its blocks in natural order, so a natural run splits into one
+    # piece per group, not per class (``fixed``: the classes with summary keys and the others)
+    segments: tuple[int, ...] = ()
     # classifications already made at this geometry (one lowering: its branches share subtrees)
     memo: dict[object, BlockRLE] = field(default_factory=dict, compare=False, repr=False)
 
@@ -62,23 +66,38 @@ class Geometry:
         """First and last (inclusive) key of key blocks ``kb``."""
         return kb * self.bk, np.minimum((kb + 1) * self.bk, self.nk) - 1
 
+    def seg(self) -> np.ndarray:
+        """Residue segments of the groups: group ``q`` holds classes ``[seg[q], seg[q + 1])``."""
+        return np.array(self.segments or range(self.perm + 1), dtype=np.int64)
+
+    def below(self, x: np.ndarray) -> np.ndarray:
+        """``[..., Q]``: per group, how many of its key blocks lie below ``x`` (natural)."""
+        seg, M = self.seg(), self.perm
+        x = np.asarray(x, dtype=np.int64)[..., None]
+        return (seg[1:] - seg[:-1]) * (x // M) + np.clip(x % M - seg[:-1], 0, seg[1:] - seg[:-1])
+
     def residue_offsets(self) -> np.ndarray:
-        """Where each residue class of key blocks mod ``perm`` starts in residue order (``perm + 1``
-        entries, the last is ``nkb``)."""
-        sizes = -(-(self.nkb - np.arange(self.perm, dtype=np.int64)) // self.perm)
-        return np.concatenate([[0], np.cumsum(np.maximum(sizes, 0))])
+        """Where each group of key blocks starts in residue order (``Q + 1`` entries, the last is
+        ``nkb``); with one class per group, where each residue class mod ``perm`` starts."""
+        return np.concatenate([[0], np.cumsum(self.below(np.array(self.nkb)))])
 
     def to_perm(self, kb: np.ndarray) -> np.ndarray:
-        """Column of key blocks ``kb`` in residue order: class ``kb % perm``, then ``kb // perm``."""
-        return kb if self.perm == 1 else self.residue_offsets()[kb % self.perm] + kb // self.perm
+        """Column of key blocks ``kb`` in residue order: their group, then their rank in it."""
+        if self.perm == 1:
+            return kb
+        seg, M = self.seg(), self.perm
+        q = np.searchsorted(seg, kb % M, side="right") - 1
+        s = (seg[1:] - seg[:-1])[q]
+        return self.residue_offsets()[q] + s * (kb // M) + kb % M - seg[q]
 
     def from_perm(self, col: np.ndarray) -> np.ndarray:
         """Key blocks of residue-order columns ``col`` (inverse of :meth:`to_perm`)."""
         if self.perm == 1:
             return col
-        off = self.residue_offsets()
-        r = np.searchsorted(off, col, side="right") - 1
-        return r + self.perm * (col - off[r])
+        seg, off = self.seg(), self.residue_offsets()
+        q = np.searchsorted(off, col, side="right") - 1
+        i, s = col - off[q], (seg[1:] - seg[:-1])[q]
+        return self.perm * (i // s) + seg[q] + i % s
 
     def all_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         qb = np.arange(self.nqb, dtype=np.int64)
@@ -233,13 +252,13 @@ def cols_from_cover(g: Geometry, cover: Callable[[np.ndarray], np.ndarray]) -> B
 # ----------------------------------------------------------------------------- fixed
 
 
-def _residue_count(x: np.ndarray, l: int, c: int) -> np.ndarray:
+def residue_count(x: np.ndarray, l: int, c: int) -> np.ndarray:
     """Keys ``j`` in ``[0, x)`` with ``j % l >= l - c``."""
     return (x // l) * c + np.maximum(0, x % l - (l - c))
 
 
 def fixed_columns(g: Geometry, l: int, c: int) -> BlockRLE:
-    return cols_from_cover(g, lambda x: _residue_count(x, l, c))
+    return cols_from_cover(g, lambda x: residue_count(x, l, c))
 
 
 def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -> np.ndarray:
@@ -247,15 +266,15 @@ def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -
     columns lies in the single l-block of all the block's queries."""
     p0, p1 = g.q_span(qb)
     j0, j1 = g.k_span(kb)
-    res = _residue_count(j1 + 1, l, c) - _residue_count(j0, l, c)
+    res = residue_count(j1 + 1, l, c) - residue_count(j0, l, c)
     width = j1 - j0 + 1
     same = p0 // l == p1 // l
     L = p0 // l
     # non-summary keys of the block outside the l-block L (before it and after it)
     lo_end = np.clip(L * l, j0, j1 + 1)
     hi_start = np.clip(L * l + l, j0, j1 + 1)
-    outside = ((lo_end - j0) - (_residue_count(lo_end, l, c) - _residue_count(j0, l, c))
-               + (j1 + 1 - hi_start) - (_residue_count(j1 + 1, l, c) - _residue_count(hi_start, l, c)))
+    outside = ((lo_end - j0) - (residue_count(lo_end, l, c) - residue_count(j0, l, c))
+               + (j1 + 1 - hi_start) - (residue_count(j1 + 1, l, c) - residue_count(hi_start, l, c)))
     full = (res == width) | (same & (outside == 0))
     meets = (p0 // l <= j1 // l) & (j0 // l <= p1 // l)
     return np.where(full, FULL, np.where((res > 0) | meets, PARTIAL, EMPTY)).astype(np.uint8)
@@ -310,16 +329,17 @@ def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
 
 def permute(a: BlockRLE, g: Geometry) -> BlockRLE:
     """Runs over natural key blocks -> runs over ``g``'s residue order (each run splits into at
-    most ``g.perm`` runs, one per residue class it meets)."""
+    most one run per group of residue classes)."""
     if g.perm == 1:
         return a
-    M, off = g.perm, g.residue_offsets()
+    off = g.residue_offsets()
+    M = off.size - 1  # groups
     r = np.arange(M, dtype=np.int64)[None, :]
-    # the blocks kb = r (mod M) of [start, stop) are kb = r + M m for m in [ceil((start - r) / M), ...)
-    c0 = off[r] - ((r - a.start[:, None]) // M)
-    c1 = off[r] - ((r - a.stop[:, None]) // M)
+    # the blocks of group r in [start, stop) are a range of its columns
+    c0 = off[:-1] + g.below(a.start)
+    c1 = off[:-1] + g.below(a.stop)
     # the non-empty pieces tile every row exactly (a bijection of the columns). A row's pieces go
-    # class by class, each class in run order: piece (i, r) of a row whose runs are
+    # group by group, each group in run order: piece (i, r) of a row whose runs are
     # [first, first + k) lands at M * first + r * k + (i - first), in order without a sort
     i = np.arange(a.row.size, dtype=np.int64)
     heads = np.flatnonzero(a.start == 0)  # every row's first run starts at column 0

@@ -34,20 +34,46 @@ def state_runs(rle: BlockRLE, state: int, g: int = 0) -> RunArrays:
     return np.full(row.size, g, dtype=np.int64), row, positions(row, count), start, count, np.ones_like(row)
 
 
+def _spread(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``n[k]`` items per piece ``k``: each item's piece and its index in the piece."""
+    i = np.repeat(np.arange(n.size, dtype=np.int64), n)
+    return i, np.arange(i.size, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+
+
 def natural_columns(runs: RunArrays, g: Geometry) -> RunArrays:
-    """Runs over ``g``'s residue-ordered key blocks -> runs over natural key blocks: a run splits
-    at residue-class boundaries, and each piece is one run with step ``g.perm``."""
+    """Runs over ``g``'s residue-ordered key blocks -> runs over natural key blocks (the rows'
+    entries then need sorting). A run splits at group boundaries; a piece within a group of
+    ``s`` residue classes becomes one run of step ``g.perm`` per class, or one run of step 1
+    per period it spans (a few blocks of one period), whichever is fewer."""
     grp, row, pos, start, count, _ = runs
-    off, M = g.residue_offsets(), g.perm
+    off, seg, M = g.residue_offsets(), g.seg(), g.perm
     stop = start + count
-    r0 = np.searchsorted(off, start, side="right") - 1
-    n = np.searchsorted(off, stop - 1, side="right") - r0
-    i = np.repeat(np.arange(start.size), n)
-    r = np.repeat(r0, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    a = np.maximum(start[i], off[r])
-    b = np.minimum(stop[i], off[r + 1])
-    step = np.full(i.size, M, dtype=np.int64)
-    return grp[i], row[i], pos[i] + a - start[i], r + M * (a - off[r]), b - a, step
+    q0 = np.searchsorted(off, start, side="right") - 1
+    i, t = _spread(np.searchsorted(off, stop - 1, side="right") - q0)
+    q = q0[i] + t
+    a, b = np.maximum(start[i], off[q]), np.minimum(stop[i], off[q + 1])
+    p, s, first = pos[i] + a - start[i], (seg[1:] - seg[:-1])[q], seg[q]
+    i0, i1 = a - off[q], b - off[q]  # ranks in the group: block M * (i // s) + first + i % s
+    P0, P1 = i0 // s, (i1 - 1) // s
+    by_class = np.minimum(s, i1 - i0) < P1 - P0 + 1
+    A, B = np.flatnonzero(by_class), np.flatnonzero(~by_class)
+    # per class: ranks f, f + s, ... below i1
+    j, u = _spread(np.minimum(s, i1 - i0)[A])
+    sa = s[A][j]
+    f = i0[A][j] + u
+    cnt = (i1[A][j] - f + sa - 1) // sa
+    before = np.cumsum(cnt) - cnt
+    at = np.cumsum(np.minimum(s, i1 - i0)[A]) - np.minimum(s, i1 - i0)[A]  # first item per piece
+    pa = p[A][j] + before - before[at][j] if j.size else before
+    runs_a = (grp[i][A][j], row[i][A][j], pa, M * (f // sa) + first[A][j] + f % sa, cnt,
+              np.full(j.size, M, dtype=np.int64))
+    # per period: ranks [max(i0, P s), min(i1, P s + s))
+    k, v = _spread((P1 - P0 + 1)[B])
+    sb, P = s[B][k], P0[B][k] + v
+    lo, hi = np.maximum(i0[B][k], P * sb), np.minimum(i1[B][k], P * sb + sb)
+    runs_b = (grp[i][B][k], row[i][B][k], p[B][k] + lo - i0[B][k], M * P + first[B][k] + lo - P * sb,
+              hi - lo, np.ones(k.size, dtype=np.int64))
+    return tuple(np.concatenate([x, y]) for x, y in zip(runs_a, runs_b))  # type: ignore[return-value]
 
 
 def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False) -> BlockTables:
