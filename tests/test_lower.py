@@ -346,14 +346,10 @@ def test_moving_a_plan_where_it_is_keeps_its_expanded_tables() -> None:
 
 @settings(max_examples=20)
 @given(patterns(max_leaves=3), patterns(max_leaves=3), lengths(max_n=40), block_sizes)
-def test_head_groups_classified_in_threads(a: ir.Node, b: ir.Node, nqk: tuple[int, int], bq: int) -> None:
+def test_repeated_head_groups_classified_once(a: ir.Node, b: ir.Node, nqk: tuple[int, int], bq: int) -> None:
     import patternc.lower as L
 
-    saved = L.PARALLEL_CELLS
-    L.PARALLEL_CELLS = -1
-    lower.cache_clear()
-    try:
-        check_plan(ir.Heads((a, b)), *nqk, bq, bq, heads=2)
-    finally:
-        L.PARALLEL_CELLS = saved
-        lower.cache_clear()
+    calls: list[int] = []
+    assert L.map_distinct(lambda x: calls.append(x) or -x, [3, 1, 3, 2, 1]) == [-3, -1, -3, -2, -1]
+    assert calls == [3, 1, 2]
+    check_plan(ir.Heads((a, b, a)), *nqk, bq, bq, heads=3)
