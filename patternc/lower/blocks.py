@@ -286,13 +286,21 @@ def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -
 def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> BlockRLE:
     """Blocks with a known number of pattern pairs (zero pairs listed nowhere)."""
     lin = qb * g.nkb + kb
-    uniq, inv = np.unique(lin, return_inverse=True)
-    cnt = np.bincount(inv.reshape(-1), weights=pairs).astype(np.int64)
-    q, k = uniq // g.nkb, uniq % g.nkb
+    # callers list blocks row by row, a few sorted runs per row: a stable sort is adaptive
+    order = np.argsort(lin, kind="stable")
+    lin = lin[order]
+    new = np.ones(lin.size, dtype=bool)
+    new[1:] = lin[1:] != lin[:-1]
+    first = np.flatnonzero(new)
+    cnt = np.add.reduceat(np.asarray(pairs, dtype=np.float64)[order], first).astype(np.int64) if lin.size \
+        else np.zeros(0, dtype=np.int64)
+    uniq = lin[first]
+    q = uniq // g.nkb
+    k = uniq - q * g.nkb
     p0, p1 = g.q_span(q)
     j0, j1 = g.k_span(k)
     st = count_states(cnt, (p1 - p0 + 1) * (j1 - j0 + 1))
-    out = single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)  # np.unique sorted them
+    out = single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)
     return coalesce(out.R, out.C, out.row, out.start, out.state)
 
 
