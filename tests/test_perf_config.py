@@ -122,12 +122,15 @@ def test_backward_dense_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(bwd, "interpreting", lambda: False)
     monkeypatch.setattr(bwd, "large_smem", lambda device: True)
+    bwd.dense_config.cache_clear()
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.bfloat16) == DENSE_D128
     assert bwd.dense_config(ir.Band(256), 8192, 8192, 4, 128, torch.bfloat16) is None
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 64, torch.bfloat16) is None
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.float32) is None
     monkeypatch.setattr(bwd, "large_smem", lambda device: False)  # e.g. an A100: 164 KiB
+    bwd.dense_config.cache_clear()
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.bfloat16) is None
+    bwd.dense_config.cache_clear()
 
 
 @pytest.mark.usefixtures("on_gpu")

@@ -192,15 +192,26 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     return dq, dk, dv
 
 
+@functools.lru_cache(maxsize=256)
 def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype,
                  device: str = "cuda") -> gen.BackwardConfig | None:
-    """``codegen.backward.DENSE_D128`` for dense patterns (causal, prefix-LM) with 16-bit inputs,
-    ``64 < D <= 128`` and Hopper's shared memory; None (the head-dim rule) otherwise."""
-    if interpreting() or dtype == torch.float32 or not 64 < D <= 128 or nq < 128 or nk < 128 \
+    """With 16-bit inputs, ``D <= 128`` and Hopper's shared memory: ``codegen.backward.DENSE_D128``
+    for dense patterns (causal, prefix-LM) with ``D > 64``, else the head-dim rule, unless a
+    candidate that the plan's tile counts predict clearly faster replaces it
+    (``patternc.runtime.tiles``: narrow key blocks for ``fixed``). None for the head-dim rule
+    (``codegen.backward.default_config``), on other inputs and GPUs too. The backward lowers its
+    own plan at these blocks, whatever the forward's were (it reads only ``out`` and ``lse``)."""
+    if interpreting() or dtype == torch.float32 or D > 128 or nq < 128 or nk < 128 \
             or not large_smem(device):
         return None
     base = gen.default_config(D, False)
-    return gen.DENSE_D128 if is_dense(node, nq, nk, H, base.block_q, base.block_k) else None
+    if D > 64 and is_dense(node, nq, nk, H, base.block_q, base.block_k):
+        base = gen.DENSE_D128
+    from patternc.runtime import tiles
+
+    best = tiles.choose(ir.concretize(node, nk), nq, nk, H, D, dataclasses.astuple(base)[:8], True)
+    rule = dataclasses.astuple(gen.default_config(D, False))[:8]
+    return None if best == rule else gen.BackwardConfig(*best)
 
 
 _Step = tuple[_Setup, tuple[int, int, int] | None]  # a set-up and its residue mapping (r, u0, off)

@@ -96,14 +96,21 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
                  dtype: torch.dtype, device: str = "cuda") -> ForwardConfig:
     """``cfg``, or larger tiles for dense patterns (block density above ``DENSE_BLOCK_DENSITY`` at
     ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and ``head_dim <= 128``, where most
-    blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer."""
+    blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer. On GPUs with
+    Hopper's shared memory, a candidate that the plan's tile counts predict clearly faster
+    replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``)."""
     if interpreting() or dtype == torch.float32 or head_dim > 128 or nq < 128 or nk < 128:
         return cfg
-    if not is_dense(node, nq, nk, heads, cfg.block_q, cfg.block_k):
-        return cfg
     if not large_smem(device):
-        return DENSE_D64_SMALL if head_dim <= 64 else cfg
-    return DENSE_D64 if head_dim <= 64 else DENSE_D128
+        dense_small = DENSE_D64_SMALL if head_dim <= 64 else cfg
+        return dense_small if is_dense(node, nq, nk, heads, cfg.block_q, cfg.block_k) else cfg
+    if is_dense(node, nq, nk, heads, cfg.block_q, cfg.block_k):
+        cfg = DENSE_D64 if head_dim <= 64 else DENSE_D128
+    from patternc.runtime import tiles
+
+    rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
+    best = tiles.choose(ir.concretize(node, nk), nq, nk, heads, head_dim, rule, False)
+    return cfg if best == rule else ForwardConfig(*best)
 
 
 @functools.lru_cache(maxsize=256)

@@ -13,6 +13,8 @@ unsure, nothing changes.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 from patternc import ir
@@ -42,3 +44,123 @@ def counts(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: i
     return Counts(int(fwd.full_num.long().sum()) * per, int(fwd.num.long().sum()) * per,
                   int((row > 0).sum()) * per, int((col > 0).sum()) * per,
                   int(row.max()) if row.numel() else 0)
+
+
+@dataclass(frozen=True)
+class TileCost:
+    """Microseconds per FULL tile, per PARTIAL tile and per non-empty line (query row; plus key
+    column for the backward), per head and batch element, on the whole GPU."""
+
+    full: float
+    partial: float
+    line: float
+
+    def time(self, c: Counts, backward: bool) -> float:
+        lines = c.rows + (c.cols if backward else 0)
+        return self.full * c.full + self.partial * c.partial + self.line * lines
+
+
+# Fitted (benchmarks/dev/tiles_fit.py) to benchmarks/dev/tiles_fit_h100.json: H100, bf16, D=64, H=16,
+# 65,536 tokens, 8 patterns with plain plans (fixed, summary, star, block-local causal, Longformer,
+# band(256), BigBird, causal); predicted / measured within 0.77-1.17 on every row but BigBird at
+# 128-row blocks (measured 4.5x the prediction: the model never prefers those blocks there).
+# Keys: forward (block_q, block_k, warps, stages), backward (block_q, block_k, bm1, bn1, bm2, bn2,
+# warps, stages).
+FORWARD_D64: dict[tuple[int, ...], TileCost] = {
+    (64, 64, 4, 3): TileCost(0.00278, 0.00331, 0.00885),
+    (128, 128, 4, 3): TileCost(0.00979, 0.01626, 0.01891),
+    (128, 64, 4, 4): TileCost(0.00557, 0.00793, 0.01893),
+    (64, 32, 4, 3): TileCost(0.00151, 0.00192, 0.00886),
+    (64, 16, 4, 3): TileCost(0.00105, 0.00120, 0.00863),
+    (128, 32, 4, 3): TileCost(0.00382, 0.00409, 0.01641),
+    (128, 16, 4, 3): TileCost(0.00229, 0.00251, 0.01442),
+}
+BACKWARD_D64: dict[tuple[int, ...], TileCost] = {
+    (64, 64, 64, 64, 64, 64, 4, 2): TileCost(0.00766, 0.00968, 0.01599),
+    (128, 128, 64, 128, 128, 64, 8, 2): TileCost(0.03327, 0.04559, 0.04030),
+    (64, 32, 64, 32, 64, 32, 4, 2): TileCost(0.00586, 0.00727, 0.00996),
+    (64, 16, 64, 16, 64, 16, 4, 2): TileCost(0.00409, 0.00526, 0.00628),
+    (128, 32, 64, 32, 128, 32, 4, 2): TileCost(0.01183, 0.01578, 0.01474),
+    (128, 16, 64, 16, 128, 16, 4, 2): TileCost(0.00803, 0.01044, 0.00714),
+}
+# 64 < D <= 128: not fitted; the narrow-key candidates borrow the D=64 costs of their block shape
+# (the choice compares configs, so a common factor cancels) and must win by UNFITTED_MARGIN
+FORWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
+    (64, 32, 4, 2): (64, 32, 4, 3), (64, 16, 4, 2): (64, 16, 4, 3)}
+BACKWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
+    (64, 32, 32, 32, 64, 32, 4, 2): (64, 32, 64, 32, 64, 32, 4, 2),
+    (64, 16, 32, 16, 64, 16, 4, 2): (64, 16, 64, 16, 64, 16, 4, 2)}
+MARGIN = 1.2  # a candidate replaces the rule-based config when predicted this much faster
+UNFITTED_MARGIN = 1.5
+
+
+def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
+    """Candidate configs at this head dim with their tile costs, and the margin they must win by."""
+    fitted = BACKWARD_D64 if backward else FORWARD_D64
+    if head_dim <= 64:
+        return fitted, MARGIN
+    if head_dim <= 128:
+        borrowed = BACKWARD_D128 if backward else FORWARD_D128
+        return {c: fitted[d64] for c, d64 in borrowed.items()}, UNFITTED_MARGIN
+    return None
+
+
+def _shape_cost(shape: tuple[int, int], backward: bool) -> TileCost | None:
+    """The fitted cost of the D=64 candidate with these plan blocks (the rule-based configs'
+    costs at other head dims: only ratios matter)."""
+    for cfg, cost in (BACKWARD_D64 if backward else FORWARD_D64).items():
+        if cfg[:2] == shape:
+            return cost
+    return None
+
+
+def _plain(node: ir.Node, nq: int, nk: int, heads: int, block_q: int, block_k: int) -> bool:
+    """Whether the runtime runs ``node`` at these blocks as plain blocks (no residue classes,
+    whose gathered launches the plain plan's counts do not describe)."""
+    from patternc.runtime import residue
+
+    return residue.decompose(node, nq, nk, heads, block_q, block_k, residue.default_mode()) is None
+
+
+_ENABLED: bool | None = None  # None: follow $PATTERNC_TILE_MODEL
+
+
+def enabled() -> bool:
+    """Whether the model chooses tiles (``$PATTERNC_TILE_MODEL=0`` keeps the rule-based ones)."""
+    if _ENABLED is not None:
+        return _ENABLED
+    return os.environ.get("PATTERNC_TILE_MODEL", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def enable(on: bool = True) -> None:
+    """Turn the model on or off for this process (overrides ``$PATTERNC_TILE_MODEL``); callers
+    cache their choices (``forward.dense_config``, ``backward.dense_config``: clear them)."""
+    global _ENABLED
+    _ENABLED = on
+
+
+def choose(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, default: tuple[int, ...],
+           backward: bool) -> tuple[int, ...]:
+    """The config (a ``ForwardConfig`` / ``BackwardConfig`` field tuple, ``default``'s length) with
+    the least predicted time for concrete ``node``: a candidate of this head dim that beats
+    ``default`` (the rule-based config) by the margin, else ``default``. Patterns run with residue
+    classes keep ``default``; so does everything when the model is off (:func:`enabled`)."""
+    return _choose(node, nq, nk, heads, head_dim, default, backward) if enabled() else default
+
+
+@functools.lru_cache(maxsize=256)
+def _choose(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, default: tuple[int, ...],
+            backward: bool) -> tuple[int, ...]:
+    table = _costs(head_dim, backward)
+    base = _shape_cost((default[0], default[1]), backward)
+    if table is None or base is None or not _plain(node, nq, nk, heads, default[0], default[1]):
+        return default
+    cands, margin = table
+    best, best_t = default, base.time(counts(node, nq, nk, default[0], default[1], heads), backward) / margin
+    for cfg, cost in cands.items():
+        if cfg[:2] == default[:2] or not _plain(node, nq, nk, heads, cfg[0], cfg[1]):
+            continue
+        t = cost.time(counts(node, nq, nk, cfg[0], cfg[1], heads), backward)
+        if t < best_t:
+            best, best_t = cfg, t
+    return best
