@@ -24,6 +24,7 @@ def runs_only(monkeypatch: pytest.MonkeyPatch) -> None:
     # small grids take dense shortcuts: force the run-built paths that long sequences take
     monkeypatch.setattr(rle, "DENSE_CELLS", 0)
     monkeypatch.setattr(rle, "DENSE_MAX_CELLS", 0)
+    monkeypatch.setattr(rle, "SPLICE_RATIO", rle.SPLICE_RATIO)  # restored after each test
 
 
 def _dense(a: rle.BlockRLE) -> np.ndarray:
@@ -54,13 +55,17 @@ def test_single_blocks_and_split_runs(m: np.ndarray, data: st.DataObject) -> Non
     want[rows, cols] = painted
     np.testing.assert_array_equal(_dense(rle.single_blocks(R, C, rows, cols, painted)), want)
     # splitting restates every block of the selected runs and keeps the others whole
+    # (all rows rebuilt, or only the affected rows spliced back in)
     a = rle.from_dense(m)
-    mask = a.state != FULL
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=a.runs(), max_size=a.runs())), dtype=bool)
     restate = {(int(r), int(c)): int(s) for (r, c), s in zip(cells, painted)}
     want = m.copy()
-    for r, c in zip(*np.nonzero(m != FULL)):
+    rows, cols, _ = rle.expand(a, mask)
+    for r, c in zip(rows, cols):
         want[r, c] = restate.get((int(r), int(c)), EMPTY)
-    split = rle.split_runs(a, mask, lambda r, c: np.array([restate.get((int(x), int(y)), EMPTY)
-                                                           for x, y in zip(r, c)], dtype=np.uint8))
-    np.testing.assert_array_equal(_dense(split), want)
-    assert not ((split.row[1:] == split.row[:-1]) & (split.state[1:] == split.state[:-1])).any()
+    for ratio in (0, 1 << 30):
+        rle.SPLICE_RATIO = ratio
+        split = rle.split_runs(a, mask, lambda r, c: np.array([restate.get((int(x), int(y)), EMPTY)
+                                                               for x, y in zip(r, c)], dtype=np.uint8))
+        np.testing.assert_array_equal(_dense(split), want)
+        assert split.runs() == rle.from_dense(want).runs(), "rebuilt rows are coalesced"

@@ -158,7 +158,29 @@ def split_runs(a: BlockRLE, mask: np.ndarray,
     ``states_of(rows, cols)`` (blocks in row-major order, as :func:`expand` lists them).
 
     The other runs stay whole: each run becomes itself or its blocks, in place, so the result
-    is in order without a sort or a merge."""
+    is in order without a sort or a merge. When few runs are selected, only their rows are
+    rebuilt and spliced back in (a few passes over the rest, not a rebuild)."""
+    which = np.flatnonzero(mask)
+    if which.size * SPLICE_RATIO > a.runs():
+        return _split_all(a, mask, states_of)
+    rows = np.unique(a.row[which])
+    lo, hi = np.searchsorted(a.row, rows), np.searchsorted(a.row, rows, side="right")
+    n = hi - lo
+    before = np.cumsum(n) - n  # runs of the rebuilt rows before each of them
+    sel = np.repeat(lo - before, n) + np.arange(int(n.sum()), dtype=np.int64)
+    new = _split_all(BlockRLE(a.R, a.C, a.row[sel], a.start[sel], a.state[sel]), mask[sel], states_of)
+    at = (lo - before)[np.searchsorted(rows, new.row)]  # where the row sits among the kept runs
+    row, start, state = (np.insert(np.delete(x, sel), at, y) for x, y in
+                         ((a.row, new.row), (a.start, new.start), (a.state, new.state)))
+    return BlockRLE(a.R, a.C, row, start, state)
+
+
+SPLICE_RATIO = 16
+""":func:`split_runs` rebuilds only the affected rows when at most one run in this many is split."""
+
+
+def _split_all(a: BlockRLE, mask: np.ndarray,
+               states_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> BlockRLE:
     n = 1 + (a.stop - a.start - 1) * mask
     total = int(n.sum())
     run = np.repeat(np.arange(n.size, dtype=np.int64), n)
