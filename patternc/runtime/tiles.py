@@ -132,9 +132,10 @@ def enabled() -> bool:
     return os.environ.get("PATTERNC_TILE_MODEL", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def enable(on: bool = True) -> None:
-    """Turn the model on or off for this process (overrides ``$PATTERNC_TILE_MODEL``); callers
-    cache their choices (``forward.dense_config``, ``backward.dense_config``: clear them)."""
+def enable(on: bool | None = True) -> None:
+    """Turn the model on or off for this process (overrides ``$PATTERNC_TILE_MODEL``; None: follow
+    it again). Callers cache their choices (``forward.dense_config``, ``backward.dense_config``:
+    clear them)."""
     global _ENABLED
     _ENABLED = on
 

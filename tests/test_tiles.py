@@ -1,0 +1,165 @@
+"""The plan-driven tile choice (``patternc.runtime.tiles``) on the host: what it picks where the
+H100 measurements say it should, that it never leaves its candidate list, that the interpreter
+keeps its tiles, and that every candidate runs correctly (interpreter, against the reference)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import patternc
+from patternc import ir, reference
+from patternc.codegen.backward import BackwardConfig
+from patternc.runtime import tiles
+
+from .strategies import lengths, patterns
+
+fwd = importlib.import_module("patternc.runtime.forward")
+bwd = importlib.import_module("patternc.runtime.backward")
+ST = patternc.load("patternc/stdlib_patterns/sparse_transformer.sap")
+FIXED = ST["sparse_transformer_fixed"]()
+SUMMARY = ST["sparse_transformer_summary"]()
+BF16 = torch.bfloat16
+
+
+@pytest.fixture
+def on_h100(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # the choice is host code: pretend the kernels run on a GPU with Hopper's shared memory
+    for mod in (fwd, bwd):
+        monkeypatch.setattr(mod, "interpreting", lambda: False)
+        monkeypatch.setattr(mod, "large_smem", lambda device: True)
+    fwd.dense_config.cache_clear()
+    bwd.dense_config.cache_clear()
+    yield
+    fwd.dense_config.cache_clear()
+    bwd.dense_config.cache_clear()
+
+
+def forward_choice(node: ir.Node, n: int, D: int = 64, H: int = 16) -> fwd.ForwardConfig:
+    return fwd.dense_config(node, fwd.default_config(n, n, D, BF16, False), n, n, H, D, BF16)
+
+
+def backward_choice(node: ir.Node, n: int, D: int = 64, H: int = 16) -> BackwardConfig:
+    return bwd.dense_config(node, n, n, H, D, BF16) or bwd.gen.default_config(D, False)
+
+
+@pytest.mark.usefixtures("on_h100")
+@pytest.mark.parametrize("node", [FIXED, SUMMARY, ST["sparse_transformer_fixed_heads"]()])
+def test_fixed_patterns_get_narrow_key_blocks(node: ir.Node) -> None:
+    # a visited summary block holds 8 useful keys of 64: 16-key blocks do the same rows 4x cheaper
+    for n, D in ((65536, 64), (16384, 64), (65536, 128)):
+        assert forward_choice(node, n, D).block_k in (16, 32)
+        assert backward_choice(node, n, D).block_k in (16, 32)
+
+
+@pytest.mark.usefixtures("on_h100")
+@pytest.mark.parametrize("D", [64, 128])
+def test_band_keeps_64_and_causal_128(D: int) -> None:
+    for n in (4096, 65536):
+        band = forward_choice(ir.Band(256), n, D)
+        assert (band.block_q, band.block_k) == (64, 64)
+        causal = forward_choice(ir.Causal(), n, D)
+        assert causal == (fwd.DENSE_D64 if D == 64 else fwd.DENSE_D128)
+        assert backward_choice(ir.Band(256), n, D) == bwd.gen.default_config(D, False)
+        want = bwd.gen.default_config(D, False) if D == 64 else bwd.gen.DENSE_D128
+        assert backward_choice(ir.Causal(), n, D) == want
+
+
+@pytest.mark.usefixtures("on_h100")
+def test_model_off_keeps_the_rules() -> None:
+    tiles.enable(False)
+    try:
+        assert forward_choice(FIXED, 65536) == fwd.default_config(65536, 65536, 64, BF16, False)
+        assert bwd.dense_config(FIXED, 65536, 65536, 16, 64, BF16) is None
+    finally:
+        tiles.enable(None)  # back to $PATTERNC_TILE_MODEL
+
+
+def test_interpreter_and_fp32_keep_their_tiles() -> None:
+    # no monkeypatching: this machine has no GPU, so the interpreter is on
+    assert fwd.interpreting()
+    base = fwd.default_config(65536, 65536, 64, BF16, True)
+    assert fwd.dense_config(FIXED, base, 65536, 65536, 16, 64, BF16) == base
+    assert bwd.dense_config(FIXED, 65536, 65536, 16, 64, BF16) is None
+    assert (base.block_q, base.block_k) == (64, 64)
+
+
+@pytest.mark.usefixtures("on_h100")
+def test_fp32_and_large_heads_keep_the_rules() -> None:
+    for D, dtype in ((64, torch.float32), (256, BF16)):
+        base = fwd.default_config(65536, 65536, D, dtype, False)
+        assert fwd.dense_config(FIXED, base, 65536, 65536, 16, D, dtype) == base
+        assert bwd.dense_config(FIXED, 65536, 65536, 16, D, dtype) is None
+
+
+def candidates(D: int, backward: bool) -> set[tuple[int, ...]]:
+    table = tiles._costs(D, backward)
+    return set(table[0]) if table else set()
+
+
+@settings(max_examples=25)
+@given(patterns(heads=True, max_leaves=4), st.integers(128, 5000), st.sampled_from([32, 64, 96, 128]),
+       st.booleans())
+def test_choice_is_the_default_or_a_candidate(node: ir.Node, n: int, D: int, backward: bool) -> None:
+    groups = ir.head_counts(node)
+    assume(groups <= 4)
+    node_c = ir.concretize(node, n)
+    default = (64, 64, 64, 64, 64, 64, 4, 2) if backward else (64, 64, 4, 3)
+    got = tiles.choose(node_c, n, n - 1, 4 * groups, D, default, backward)
+    assert got == default or got in candidates(D, backward)
+    if got != default:  # a switch is predicted faster by the margin
+        cost = {c[:2]: t for c, t in (tiles.BACKWARD_D64 if backward else tiles.FORWARD_D64).items()}
+        def t(c: tuple[int, ...]) -> float:
+            counts = tiles.counts(node_c, n, n - 1, c[0], c[1], 4 * groups)
+            return cost[c[:2]].time(counts, backward)
+        assert t(got) * tiles.MARGIN < t(default)
+
+
+def test_counts_are_the_plans() -> None:
+    from patternc.lower import lower
+
+    node = ir.concretize(FIXED, 1000)
+    plan = lower(node, 1000, 1000, block_q=64, block_k=16, heads=4)
+    c = tiles.counts(node, 1000, 1000, 64, 16, 4)
+    assert c.full == 4 * int(plan.forward.full_num.sum()) and c.partial == 4 * int(plan.forward.num.sum())
+    assert c.full + c.partial == 4 * int(plan.backward.full_num.sum() + plan.backward.num.sum())
+    assert 0 < c.rows <= 4 * plan.num_q_blocks and 0 < c.cols <= 4 * plan.num_k_blocks
+
+
+FWD_CANDS = sorted(candidates(64, False) | candidates(128, False))
+BWD_CANDS = sorted(candidates(64, True) | candidates(128, True))
+
+
+@settings(max_examples=10)
+@given(patterns(heads=True, max_leaves=4), lengths(max_n=90), st.sampled_from(FWD_CANDS),
+       st.sampled_from(BWD_CANDS), st.data())
+def test_every_candidate_runs_correctly(node: ir.Node, nqk: tuple[int, int], fc: tuple[int, ...],
+                                        bc: tuple[int, ...], data: st.DataObject) -> None:
+    # odd lengths, GQA, the interpreter: the candidate configs (plan blocks 16 to 128 wide) against
+    # the float64 reference, forward and gradients
+    groups = ir.head_counts(node)
+    assume(groups <= 2)
+    nq, nk = nqk
+    H, Hkv = 2 * groups, data.draw(st.sampled_from([1, 2]))
+    g = torch.Generator().manual_seed(nq * 7 + nk)
+    q, k, v = (torch.randn(1, h, n, 16, generator=g) for h, n in ((H, nq), (Hkv, nk), (Hkv, nk)))
+    do = torch.randn(1, H, nq, 16, generator=g)
+    out, lse = fwd.forward(q, k, v, node, config=fwd.ForwardConfig(*fc))
+    torch.testing.assert_close(out, reference.attention(q, k, v, node), atol=2e-5, rtol=2e-5)
+    got = bwd.backward(q, k, v, out, lse, do, node, config=BackwardConfig(*bc))
+    qr, kr, vr = (t.double().requires_grad_() for t in (q, k, v))
+    want = torch.autograd.grad(reference.attention(qr, kr, vr, node), (qr, kr, vr), do.double())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, atol=2e-4, rtol=2e-4)
+
+
+def test_candidates_tile_their_blocks() -> None:
+    for c in BWD_CANDS:
+        BackwardConfig(*c).check()
+    assert dataclasses.astuple(bwd.gen.default_config(64, False))[:8] in candidates(64, True)
