@@ -40,15 +40,21 @@ _ENABLED: bool | None = None  # None: follow $PATTERNC_AUTOTUNE
 
 # (block_q, block_k, warps, stages); the first of each list is a rule-based default. A candidate
 # that does not fit the GPU's shared memory fails to compile and is skipped.
+# Narrow key blocks (16, 32) pay off where visited blocks hold few of the pattern's keys (``fixed``:
+# 2.8x forward at 64k on an H100, benchmarks/dev/tiles_fit_h100.json); ``patternc.runtime.tiles``
+# picks them without tuning where the plan's counts predict it.
 FORWARD_CANDIDATES: dict[int, tuple[tuple[int, ...], ...]] = {
-    64: ((64, 64, 4, 3), (128, 128, 4, 3), (128, 64, 4, 4), (64, 64, 4, 4), (128, 64, 4, 3)),
-    128: ((64, 64, 4, 2), (128, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 3), (128, 64, 8, 2)),
+    64: ((64, 64, 4, 3), (128, 128, 4, 3), (128, 64, 4, 4), (64, 64, 4, 4), (128, 64, 4, 3), (64, 32, 4, 3),
+         (64, 16, 4, 3)),
+    128: ((64, 64, 4, 2), (128, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 32, 4, 2),
+          (64, 16, 4, 2)),
 }
 # (block_q, block_k, bm1, bn1, bm2, bn2, warps, stages)
 BACKWARD_CANDIDATES: dict[int, tuple[tuple[int, ...], ...]] = {
-    64: ((64, 64, 64, 64, 64, 64, 4, 2), (64, 64, 64, 64, 64, 64, 4, 3), (128, 128, 64, 128, 128, 64, 8, 2)),
+    64: ((64, 64, 64, 64, 64, 64, 4, 2), (64, 64, 64, 64, 64, 64, 4, 3), (128, 128, 64, 128, 128, 64, 8, 2),
+         (64, 32, 64, 32, 64, 32, 4, 2), (64, 16, 64, 16, 64, 16, 4, 2), (128, 16, 64, 16, 128, 16, 4, 2)),
     128: ((64, 64, 32, 64, 64, 32, 4, 2), (128, 128, 64, 128, 128, 64, 8, 2),
-          (128, 128, 32, 128, 128, 32, 8, 2)),
+          (128, 128, 32, 128, 128, 32, 8, 2), (64, 32, 32, 32, 64, 32, 4, 2), (64, 16, 32, 16, 64, 16, 4, 2)),
 }
 
 
@@ -169,16 +175,19 @@ def backward_config(node: ir.Node, args: tuple[torch.Tensor, ...], scale: float 
     hit = _table().get(key("bwd", node, q, k))
     if hit is not None:
         return BackwardConfig(*hit["config"])
-    return tune_backward(node, args, scale) if enabled() else default
+    return tune_backward(node, args, scale, default) if enabled() else default
 
 
-def tune_backward(node: ir.Node, args: tuple[torch.Tensor, ...],
-                  scale: float | None = None) -> BackwardConfig:
-    """Time the backward candidates on ``args = (q, k, v, out, lse, do)``; cache and return the fastest."""
+def tune_backward(node: ir.Node, args: tuple[torch.Tensor, ...], scale: float | None = None,
+                  default: BackwardConfig | None = None) -> BackwardConfig:
+    """Time the backward candidates (and ``default``) on ``args = (q, k, v, out, lse, do)``; cache
+    and return the fastest."""
     from patternc.runtime.backward import backward
 
     q, k, v, out, lse, do = args
     cands = [BackwardConfig(*c) for c in _candidates(BACKWARD_CANDIDATES, q.shape[3])]
+    if default is not None:
+        cands = [default] + [c for c in cands if c != default]
     if not cands:
         raise ValueError(f"no backward candidates for head dim {q.shape[3]}")
     best, times = _best(lambda c: backward(q, k, v, out, lse, do, node, scale, config=c), cands)
