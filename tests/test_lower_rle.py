@@ -53,7 +53,9 @@ def test_single_blocks_and_split_runs(m: np.ndarray, data: st.DataObject) -> Non
     cols = np.array([c for _, c in cells], dtype=np.int64)
     want = np.full((R, C), EMPTY, dtype=np.uint8)
     want[rows, cols] = painted
-    np.testing.assert_array_equal(_dense(rle.single_blocks(R, C, rows, cols, painted)), want)
+    blocks = rle.single_blocks(R, C, rows, cols, painted)
+    np.testing.assert_array_equal(_dense(blocks), want)
+    assert blocks.runs() == rle.from_dense(want).runs(), "neighbouring equal blocks form one run"
     # splitting restates every block of the selected runs and keeps the others whole
     # (all rows rebuilt, or only the affected rows spliced back in)
     a = rle.from_dense(m)

@@ -300,8 +300,7 @@ def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> B
     p0, p1 = g.q_span(q)
     j0, j1 = g.k_span(k)
     st = count_states(cnt, (p1 - p0 + 1) * (j1 - j0 + 1))
-    out = single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)
-    return coalesce(out.R, out.C, out.row, out.start, out.state)
+    return single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)  # no pairs: not listed
 
 
 def random(g: Geometry, r: int, seed: int) -> BlockRLE:

@@ -195,7 +195,8 @@ def _split_all(a: BlockRLE, mask: np.ndarray,
 def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np.ndarray,
                   background: int = EMPTY, ordered: bool = False) -> BlockRLE:
     """Distinct single blocks ``(rows, cols)`` in ``states`` over ``background`` elsewhere
-    (``ordered``: already sorted by (row, column)); adjacent equal blocks are not merged."""
+    (``ordered``: already sorted by (row, column)). Neighbouring blocks in one state form one
+    run: with states other than ``background`` the runs come out coalesced."""
     rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
     states = np.asarray(states, dtype=np.uint8)
     if not ordered:
@@ -214,10 +215,13 @@ def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np
     c[slot], c[slot + 1], st[slot] = cols, cols + 1, states
     keep = np.ones(R + 2 * n, dtype=bool)
     keep[head[rows[np.flatnonzero(cols == 0)]]] = False  # a block at column 0 replaces its row's start
-    # after each block, back to the background unless the next block of the row follows it
+    # after each block, back to the background unless the next block of the row follows it;
+    # a block that follows one in its own state continues that one's run
+    follows = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1)
     after = cols + 1 < C
-    after[:-1] &= ~((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1] + 1))
+    after[:-1] &= ~follows
     keep[slot + 1] = after
+    keep[slot[1:][follows & (states[1:] == states[:-1])]] = False
     i = np.flatnonzero(keep)
     return BlockRLE(R, C, r[i], c[i], st[i])
 
@@ -263,8 +267,7 @@ def _transpose_blocks(a: BlockRLE) -> BlockRLE:
     R, C = a.R, a.C
     rows, cols, states = expand(a, a.state != EMPTY)  # row-major
     order = _by_column(cols, C)  # transposed rows, columns ascending in each
-    t = single_blocks(C, R, cols[order], rows[order], states[order], EMPTY, ordered=True)
-    return coalesce(t.R, t.C, t.row, t.start, t.state)
+    return single_blocks(C, R, cols[order], rows[order], states[order], EMPTY, ordered=True)
 
 
 def transpose(a: BlockRLE) -> BlockRLE:
