@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -68,36 +69,48 @@ class Geometry:
 
     def seg(self) -> np.ndarray:
         """Residue segments of the groups: group ``q`` holds classes ``[seg[q], seg[q + 1])``."""
-        return np.array(self.segments or range(self.perm + 1), dtype=np.int64)
+        return self._order[0]
+
+    @cached_property
+    def _order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(seg, offsets, column of each key block, key block of each column, first column of
+        each group at or after each natural boundary x)``, built once per geometry."""
+        seg = np.array(self.segments or range(self.perm + 1), dtype=np.int64)
+        s, M = seg[1:] - seg[:-1], self.perm
+        off = np.concatenate([[0], np.cumsum(s * (self.nkb // M) + np.clip(self.nkb % M - seg[:-1], 0, s))])
+        col = np.arange(self.nkb, dtype=np.int64)
+        q = np.searchsorted(off, col, side="right") - 1
+        i = col - off[q]
+        kb = M * (i // s[q]) + seg[q] + i % s[q]  # the i-th block of group q, natural order
+        pos = np.empty_like(kb)
+        pos[kb] = col
+        x = np.arange(self.nkb + 1, dtype=np.int64)[:, None]
+        at = off[:-1] + s * (x // M) + np.clip(x % M - seg[:-1], 0, s)
+        return seg, off, pos, kb, at
 
     def below(self, x: np.ndarray) -> np.ndarray:
-        """``[..., Q]``: per group, how many of its key blocks lie below ``x`` (natural)."""
-        seg, M = self.seg(), self.perm
-        x = np.asarray(x, dtype=np.int64)[..., None]
-        return (seg[1:] - seg[:-1]) * (x // M) + np.clip(x % M - seg[:-1], 0, seg[1:] - seg[:-1])
+        """``[..., Q]``: per group, how many of its key blocks lie below ``x`` (natural, ``0 <= x
+        <= nkb``)."""
+        return self.group_columns(x) - self._order[1][:-1]
+
+    def group_columns(self, x: np.ndarray) -> np.ndarray:
+        """``[..., Q]``: per group, the residue-order column of its first key block at or after
+        natural boundary ``x`` (``0 <= x <= nkb``): a natural range ``[x, y)`` holds the columns
+        ``[group_columns(x), group_columns(y))`` of each group."""
+        return self._order[4][x]
 
     def residue_offsets(self) -> np.ndarray:
         """Where each group of key blocks starts in residue order (``Q + 1`` entries, the last is
         ``nkb``); with one class per group, where each residue class mod ``perm`` starts."""
-        return np.concatenate([[0], np.cumsum(self.below(np.array(self.nkb)))])
+        return self._order[1]
 
     def to_perm(self, kb: np.ndarray) -> np.ndarray:
         """Column of key blocks ``kb`` in residue order: their group, then their rank in it."""
-        if self.perm == 1:
-            return kb
-        seg, M = self.seg(), self.perm
-        q = np.searchsorted(seg, kb % M, side="right") - 1
-        s = (seg[1:] - seg[:-1])[q]
-        return self.residue_offsets()[q] + s * (kb // M) + kb % M - seg[q]
+        return kb if self.perm == 1 else self._order[2][kb]
 
     def from_perm(self, col: np.ndarray) -> np.ndarray:
         """Key blocks of residue-order columns ``col`` (inverse of :meth:`to_perm`)."""
-        if self.perm == 1:
-            return col
-        seg, off = self.seg(), self.residue_offsets()
-        q = np.searchsorted(off, col, side="right") - 1
-        i, s = col - off[q], (seg[1:] - seg[:-1])[q]
-        return self.perm * (i // s) + seg[q] + i % s
+        return col if self.perm == 1 else self._order[3][col]
 
     def all_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         qb = np.arange(self.nqb, dtype=np.int64)
@@ -343,8 +356,7 @@ def permute(a: BlockRLE, g: Geometry) -> BlockRLE:
     M = off.size - 1  # groups
     r = np.arange(M, dtype=np.int64)[None, :]
     # the blocks of group r in [start, stop) are a range of its columns
-    c0 = off[:-1] + g.below(a.start)
-    c1 = off[:-1] + g.below(a.stop)
+    c0, c1 = g.group_columns(a.start), g.group_columns(a.stop)
     # the non-empty pieces tile every row exactly (a bijection of the columns). A row's pieces go
     # group by group, each group in run order: piece (i, r) of a row whose runs are
     # [first, first + k) lands at M * first + r * k + (i - first), in order without a sort

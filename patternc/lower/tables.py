@@ -52,28 +52,36 @@ def natural_columns(runs: RunArrays, g: Geometry) -> RunArrays:
     i, t = _spread(np.searchsorted(off, stop - 1, side="right") - q0)
     q = q0[i] + t
     a, b = np.maximum(start[i], off[q]), np.minimum(stop[i], off[q + 1])
+    if (seg[1:] - seg[:-1] == 1).all():  # one class per group: one run of step M each
+        return grp[i], row[i], pos[i] + a - start[i], seg[q] + M * (a - off[q]), b - a, np.full(i.size, M)
     p, s, first = pos[i] + a - start[i], (seg[1:] - seg[:-1])[q], seg[q]
     i0, i1 = a - off[q], b - off[q]  # ranks in the group: block M * (i // s) + first + i % s
     P0, P1 = i0 // s, (i1 - 1) // s
-    by_class = np.minimum(s, i1 - i0) < P1 - P0 + 1
+    by_class = np.minimum(s, i1 - i0) <= P1 - P0 + 1
     A, B = np.flatnonzero(by_class), np.flatnonzero(~by_class)
-    # per class: ranks f, f + s, ... below i1
-    j, u = _spread(np.minimum(s, i1 - i0)[A])
-    sa = s[A][j]
-    f = i0[A][j] + u
-    cnt = (i1[A][j] - f + sa - 1) // sa
-    before = np.cumsum(cnt) - cnt
-    at = np.cumsum(np.minimum(s, i1 - i0)[A]) - np.minimum(s, i1 - i0)[A]  # first item per piece
-    pa = p[A][j] + before - before[at][j] if j.size else before
-    runs_a = (grp[i][A][j], row[i][A][j], pa, M * (f // sa) + first[A][j] + f % sa, cnt,
-              np.full(j.size, M, dtype=np.int64))
-    # per period: ranks [max(i0, P s), min(i1, P s + s))
-    k, v = _spread((P1 - P0 + 1)[B])
-    sb, P = s[B][k], P0[B][k] + v
-    lo, hi = np.maximum(i0[B][k], P * sb), np.minimum(i1[B][k], P * sb + sb)
-    runs_b = (grp[i][B][k], row[i][B][k], p[B][k] + lo - i0[B][k], M * P + first[B][k] + lo - P * sb,
-              hi - lo, np.ones(k.size, dtype=np.int64))
-    return tuple(np.concatenate([x, y]) for x, y in zip(runs_a, runs_b))  # type: ignore[return-value]
+    parts = []
+    if A.size:  # per class: ranks f, f + s, ... below i1
+        na = np.minimum(s, i1 - i0)[A]
+        j, u = _spread(na)
+        sa = s[A][j]
+        f = i0[A][j] + u
+        cnt = (i1[A][j] - f + sa - 1) // sa
+        before = np.cumsum(cnt) - cnt
+        pa = p[A][j] + before - before[(np.cumsum(na) - na)[j]]
+        parts.append((grp[i][A][j], row[i][A][j], pa, M * (f // sa) + first[A][j] + f % sa, cnt,
+                      np.full(j.size, M, dtype=np.int64)))
+    if B.size:  # per period: ranks [max(i0, P s), min(i1, P s + s))
+        k, v = _spread((P1 - P0 + 1)[B])
+        sb, P = s[B][k], P0[B][k] + v
+        lo, hi = np.maximum(i0[B][k], P * sb), np.minimum(i1[B][k], P * sb + sb)
+        parts.append((grp[i][B][k], row[i][B][k], p[B][k] + lo - i0[B][k], M * P + first[B][k] + lo - P * sb,
+                      hi - lo, np.ones(k.size, dtype=np.int64)))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z, z, z, z
+    return tuple(np.concatenate(c) for c in zip(*parts))  # type: ignore[return-value]
 
 
 def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False) -> BlockTables:
