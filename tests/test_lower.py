@@ -264,10 +264,11 @@ def test_segment_order_is_a_permutation(nkb: int, M: int, data: st.DataObject) -
     col = g.to_perm(kb)
     assert sorted(col.tolist()) == kb.tolist()
     np.testing.assert_array_equal(g.from_perm(col), kb)
-    # below(x): the group's blocks under x, counted directly
+    # group_columns(x): where each group's blocks at or after x start, counted directly
     seg, group = g.seg(), np.searchsorted(g.seg(), kb % M, side="right") - 1
     for x in range(nkb + 1):
-        np.testing.assert_array_equal(g.below(np.array(x)), np.bincount(group[:x], minlength=seg.size - 1))
+        np.testing.assert_array_equal(g.group_columns(np.array(x)) - g.residue_offsets()[:-1],
+                                      np.bincount(group[:x], minlength=seg.size - 1))
     # permute moves every column of a random matrix to its place
     states = np.array(data.draw(st.lists(st.sampled_from([rle.EMPTY, rle.PARTIAL, rle.FULL]),
                                          min_size=3 * nkb, max_size=3 * nkb)), dtype=np.uint8).reshape(3, nkb)

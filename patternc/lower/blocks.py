@@ -88,11 +88,6 @@ class Geometry:
         at = off[:-1] + s * (x // M) + np.clip(x % M - seg[:-1], 0, s)
         return seg, off, pos, kb, at
 
-    def below(self, x: np.ndarray) -> np.ndarray:
-        """``[..., Q]``: per group, how many of its key blocks lie below ``x`` (natural, ``0 <= x
-        <= nkb``)."""
-        return self.group_columns(x) - self._order[1][:-1]
-
     def group_columns(self, x: np.ndarray) -> np.ndarray:
         """``[..., Q]``: per group, the residue-order column of its first key block at or after
         natural boundary ``x`` (``0 <= x <= nkb``): a natural range ``[x, y)`` holds the columns
@@ -305,8 +300,7 @@ def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> B
     new = np.ones(lin.size, dtype=bool)
     new[1:] = lin[1:] != lin[:-1]
     first = np.flatnonzero(new)
-    cnt = np.add.reduceat(np.asarray(pairs, dtype=np.float64)[order], first).astype(np.int64) if lin.size \
-        else np.zeros(0, dtype=np.int64)
+    cnt = np.add.reduceat(np.asarray(pairs, dtype=np.float64)[order], first).astype(np.int64)
     uniq = lin[first]
     q = uniq // g.nkb
     k = uniq - q * g.nkb
