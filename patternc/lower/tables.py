@@ -54,34 +54,42 @@ def natural_columns(runs: RunArrays, g: Geometry) -> RunArrays:
     a, b = np.maximum(start[i], off[q]), np.minimum(stop[i], off[q + 1])
     if (seg[1:] - seg[:-1] == 1).all():  # one class per group: one run of step M each
         return grp[i], row[i], pos[i] + a - start[i], seg[q] + M * (a - off[q]), b - a, np.full(i.size, M)
-    p, s, first = pos[i] + a - start[i], (seg[1:] - seg[:-1])[q], seg[q]
-    i0, i1 = a - off[q], b - off[q]  # ranks in the group: block M * (i // s) + first + i % s
-    P0, P1 = i0 // s, (i1 - 1) // s
-    by_class = np.minimum(s, i1 - i0) <= P1 - P0 + 1
-    A, B = np.flatnonzero(by_class), np.flatnonzero(~by_class)
-    parts = []
-    if A.size:  # per class: ranks f, f + s, ... below i1
-        na = np.minimum(s, i1 - i0)[A]
-        j, u = _spread(na)
-        sa = s[A][j]
-        f = i0[A][j] + u
-        cnt = (i1[A][j] - f + sa - 1) // sa
-        before = np.cumsum(cnt) - cnt
-        pa = p[A][j] + before - before[(np.cumsum(na) - na)[j]]
-        parts.append((grp[i][A][j], row[i][A][j], pa, M * (f // sa) + first[A][j] + f % sa, cnt,
-                      np.full(j.size, M, dtype=np.int64)))
-    if B.size:  # per period: ranks [max(i0, P s), min(i1, P s + s))
-        k, v = _spread((P1 - P0 + 1)[B])
-        sb, P = s[B][k], P0[B][k] + v
-        lo, hi = np.maximum(i0[B][k], P * sb), np.minimum(i1[B][k], P * sb + sb)
-        parts.append((grp[i][B][k], row[i][B][k], p[B][k] + lo - i0[B][k], M * P + first[B][k] + lo - P * sb,
-                      hi - lo, np.ones(k.size, dtype=np.int64)))
-    if len(parts) == 1:
-        return parts[0]
+    # a piece: ranks [i0, i1) of group q, rank r is block M * (r // s) + seg[q] + r % s
+    piece = (grp[i], row[i], pos[i] + a - start[i], (seg[1:] - seg[:-1])[q], seg[q], a - off[q], b - off[q])
+    s, i0, i1 = piece[3], piece[5], piece[6]
+    by_class = np.minimum(s, i1 - i0) <= (i1 - 1) // s - i0 // s + 1
+    parts = [f(tuple(x[k] for x in piece), M) for f, k in
+             ((_by_class, np.flatnonzero(by_class)), (_by_period, np.flatnonzero(~by_class))) if k.size]
     if not parts:
         z = np.zeros(0, dtype=np.int64)
         return z, z, z, z, z, z
-    return tuple(np.concatenate(c) for c in zip(*parts))  # type: ignore[return-value]
+    return parts[0] if len(parts) == 1 else tuple(np.concatenate(c) for c in zip(*parts))  # type: ignore[return-value]
+
+
+Piece = tuple[np.ndarray, ...]
+"""``(group, row, pos, s, first class, rank lo, rank hi)`` of pieces of group-ordered runs."""
+
+
+def _by_class(piece: Piece, M: int) -> RunArrays:
+    """One run of step ``M`` per class: ranks ``lo + u, lo + u + s, ...`` below ``hi``."""
+    grp, row, pos, s, first, lo, hi = piece
+    n = np.minimum(s, hi - lo)
+    j, u = _spread(n)
+    f, sj = lo[j] + u, s[j]
+    cnt = (hi[j] - f + sj - 1) // sj
+    before = np.cumsum(cnt) - cnt
+    p = pos[j] + before - before[(np.cumsum(n) - n)[j]]
+    return grp[j], row[j], p, M * (f // sj) + first[j] + f % sj, cnt, np.full(j.size, M, dtype=np.int64)
+
+
+def _by_period(piece: Piece, M: int) -> RunArrays:
+    """One run of step 1 per period ``P``: ranks ``[max(lo, P s), min(hi, P s + s))``."""
+    grp, row, pos, s, first, lo, hi = piece
+    k, v = _spread((hi - 1) // s - lo // s + 1)
+    sk, P = s[k], lo[k] // s[k] + v
+    a, b = np.maximum(lo[k], P * sk), np.minimum(hi[k], P * sk + sk)
+    step = np.ones(k.size, dtype=np.int64)
+    return grp[k], row[k], pos[k] + a - lo[k], M * P + first[k] + a - P * sk, b - a, step
 
 
 def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False) -> BlockTables:
