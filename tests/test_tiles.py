@@ -121,6 +121,21 @@ def test_choice_is_the_default_or_a_candidate(node: ir.Node, n: int, D: int, bac
         assert t(got) * tiles.MARGIN < t(default)
 
 
+@settings(max_examples=25)
+@given(patterns(heads=True, max_leaves=4), st.integers(1, 3000), st.integers(1, 3000),
+       st.sampled_from([64, 128]), st.booleans(), st.booleans())
+def test_pruning_never_changes_the_choice(node: ir.Node, nq: int, nk: int, D: int, backward: bool,
+                                          dense: bool) -> None:
+    # the lower bound skips lowering at candidates that cannot win; exhaustive search agrees
+    groups = ir.head_counts(node)
+    assume(groups <= 4)
+    node_c = ir.concretize(node, nk)
+    default = ((128, 128) if dense else (64, 64)) + ((64, 128, 128, 64, 8, 2) if backward else (4, 3))
+    search = tiles._choose.__wrapped__  # type: ignore[attr-defined]  # uncached
+    want = search(node_c, nq, nk, 2 * groups, D, default, backward, prune=False)
+    assert search(node_c, nq, nk, 2 * groups, D, default, backward, prune=True) == want
+
+
 def test_counts_are_the_plans() -> None:
     from patternc.lower import lower
 
