@@ -106,15 +106,20 @@ def _stream(device: int) -> int:
 
 
 def _hooks() -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
+    """Triton's launch hooks (profilers such as proton install them), None where none is set:
+    then the launcher neither builds launch metadata nor calls back into Python."""
     try:
         from triton import knobs
 
-        return knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
+        enter, leave = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
     except (ImportError, AttributeError):  # an older Triton: hooks on CompiledKernel
         from triton.compiler import CompiledKernel
 
-        return (getattr(CompiledKernel, "launch_enter_hook", None),
-                getattr(CompiledKernel, "launch_exit_hook", None))
+        enter = getattr(CompiledKernel, "launch_enter_hook", None)
+        leave = getattr(CompiledKernel, "launch_exit_hook", None)
+    # Triton 3.6 keeps them as (usually empty) HookChain objects
+    return (None if not getattr(enter, "calls", True) else enter,
+            None if not getattr(leave, "calls", True) else leave)
 
 
 def fast_enabled() -> bool:
