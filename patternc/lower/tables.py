@@ -106,8 +106,13 @@ def _state_tables(R: int, parts: list[dict[int, RunArrays]], state: int,
             for k in range(6)]
     g, row, _, _, count, _ = cols
     num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
-    return (torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)),
-            Runs.of([torch.from_numpy(c.astype(np.int64, copy=False)) for c in cols], sort_rows))
+    # total and width from the counts, in numpy: torch's reductions over ~10^5 entries go
+    # through its OpenMP pool, whose barrier stalls for milliseconds when another process holds
+    # the other core (the VM is shared)
+    total, width = (int(num.sum()), int(num.max())) if num.size else (0, 0)
+    tg, trow, tpos, tstart, tcount, tstep = (torch.from_numpy(c.astype(np.int64, copy=False)) for c in cols)
+    runs = Runs(tg, trow, tpos, tstart, tcount, tstep, total, width, sort_rows)
+    return torch.from_numpy(num.astype(np.int32).reshape(len(parts), R)), runs
 
 
 def tables(rles: list[BlockRLE], g: Geometry | None = None, transposed: bool = False) -> BlockTables:
