@@ -22,8 +22,8 @@ def positions(row: np.ndarray, count: np.ndarray) -> np.ndarray:
         return before
     new = np.ones(row.size, dtype=bool)
     new[1:] = row[1:] != row[:-1]
-    first = np.maximum.accumulate(np.arange(row.size) * new)
-    return before - before[first]
+    heads = np.flatnonzero(new)  # each row's first run
+    return before - np.repeat(before[heads], np.diff(heads, append=row.size))
 
 
 def state_runs(rle: BlockRLE, state: int, g: int = 0) -> RunArrays:
@@ -102,10 +102,12 @@ def as_tables(R: int, parts: list[dict[int, RunArrays]], sort_rows: bool = False
 def _state_tables(R: int, parts: list[dict[int, RunArrays]], state: int,
                   sort_rows: bool) -> tuple[torch.Tensor, Runs]:
     """Counts ``[G, R]`` and runs of one state over all groups."""
-    cols = [np.concatenate([p[state][k] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-            for k in range(6)]
+    cols = (list(parts[0][state]) if len(parts) == 1 else
+            [np.concatenate([p[state][k] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+             for k in range(6)])
     g, row, _, _, count, _ = cols
-    num = np.bincount(g * R + row, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
+    lin = row if len(parts) == 1 else g * R + row
+    num = np.bincount(lin, weights=count, minlength=len(parts) * R) if parts else np.zeros(0)
     # total and width from the counts, in numpy: torch's reductions over ~10^5 entries go
     # through its OpenMP pool, whose barrier stalls for milliseconds when another process holds
     # the other core (the VM is shared)
