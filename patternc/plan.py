@@ -49,6 +49,7 @@ class Runs:
     total: int  # entries in all (``count.sum()``), known on the host: expansion needs no sync
     width: int  # entries in the longest row (``num.max()``)
     sort_rows: bool = False
+    base: torch.Tensor | None = None  # flat place of each run's first entry (``flat_base``), if moved
 
     @staticmethod
     def of(cols: Sequence[torch.Tensor], sort_rows: bool = False) -> Runs:
@@ -58,33 +59,27 @@ class Runs:
         width = int((pos + count).max()) if count.numel() else 0
         return Runs(g, row, pos, start, count, step, total, width, sort_rows)
 
-    def with_tensors(self, cols: Sequence[torch.Tensor]) -> Runs:
-        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device)."""
+    def with_tensors(self, cols: Sequence[torch.Tensor], base: torch.Tensor | None = None) -> Runs:
+        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device), with
+        their flat bases if given."""
         g, row, pos, start, count, step = cols
-        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows)
+        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows, base)
+
+    def flat_base(self, rows: int) -> torch.Tensor:
+        """Each run's first entry's place in the flattened ``[G, rows, width]`` index tensor."""
+        if self.base is not None:
+            return self.base
+        if self.g.device.type == "cpu":  # numpy: torch's CPU kernels go multi-threaded and stall
+            g, row, pos = (t.numpy() for t in (self.g, self.row, self.pos))
+            return torch.from_numpy((g * rows + row) * self.width + pos)
+        return (self.g * rows + self.row) * self.width + self.pos
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
     def expand(self, num: torch.Tensor) -> torch.Tensor:
         """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's ``num``)."""
-        G, R = num.shape
-        width, total = self.width, self.total
-        dev = self.g.device
-        out = torch.zeros(G * R * width, dtype=torch.int32, device=dev)
-        if total == 0:
-            return out.view(G, R, width)
-        first = torch.cumsum(self.count, 0) - self.count
-        run = torch.repeat_interleave(torch.arange(self.count.numel(), device=dev), self.count,
-                                      output_size=total)
-        t = torch.arange(total, device=dev) - first[run]
-        base = (self.g * R + self.row) * width + self.pos
-        out[base[run] + t] = (self.start[run] + self.step[run] * t).to(torch.int32)
-        out = out.view(G, R, width)
-        if self.sort_rows:
-            pad = torch.arange(width, device=dev)[None, None, :] >= num.to(dev)[:, :, None]
-            out = out.masked_fill(pad, torch.iinfo(torch.int32).max).sort(dim=2).values.masked_fill(pad, 0)
-        return out
+        return expand_all([(self, num)])[0]
 
     @staticmethod
     def from_lists(num: torch.Tensor, idx: torch.Tensor) -> Runs:
@@ -93,6 +88,39 @@ class Runs:
         g, r, p = ok.nonzero(as_tuple=True)
         one = torch.ones_like(g)
         return Runs.of([g, r, p, idx[g, r, p].long(), one, one])
+
+
+ALIGN = 32  # entries: each expanded table starts 128 bytes into the shared buffer
+
+
+def expand_all(items: Sequence[tuple[Runs, torch.Tensor]]) -> list[torch.Tensor]:
+    """``[runs.expand(num) for runs, num in items]`` with one set of tensor operations for all of
+    them (on a GPU each is a launch, ~10-40 us of host time: four tables expanded one by one were
+    ~60 of them), into one buffer: the results are views of it."""
+    shapes = [(int(num.shape[0]), int(num.shape[1]), runs.width) for runs, num in items]
+    sizes = [-(-G * R * W // ALIGN) * ALIGN for G, R, W in shapes]  # aligned starts: kernels'
+    begins = [sum(sizes[:i]) for i in range(len(items))]  # pointers keep Triton's 16-byte class
+    dev = items[0][0].g.device
+    flat = torch.zeros(sum(sizes), dtype=torch.int32, device=dev)
+    live = [i for i, (runs, _) in enumerate(items) if runs.total]
+    if live:
+        bases = [items[i][0].flat_base(shapes[i][1]) + begins[i] if begins[i] else
+                 items[i][0].flat_base(shapes[i][1]) for i in live]
+        base, start, count, step = (torch.cat(c) if len(c) > 1 else c[0] for c in zip(
+            *[(b, items[i][0].start, items[i][0].count, items[i][0].step) for b, i in zip(bases, live)]))
+        total = sum(items[i][0].total for i in live)
+        first = torch.cumsum(count, 0) - count
+        run = torch.repeat_interleave(torch.arange(count.numel(), device=dev), count, output_size=total)
+        t = torch.arange(total, device=dev) - first[run]
+        flat[base[run] + t] = (start[run] + step[run] * t).to(torch.int32)
+    out = []
+    for (runs, num), (G, R, W), begin in zip(items, shapes, begins):
+        idx = flat[begin:begin + G * R * W].view(G, R, W)
+        if runs.sort_rows and runs.total:  # rows listed residue class by residue class: sort them
+            pad = torch.arange(W, device=dev)[None, None, :] >= num.to(dev)[:, :, None]
+            idx = idx.masked_fill(pad, torch.iinfo(torch.int32).max).sort(dim=2).values.masked_fill(pad, 0)
+        out.append(idx)
+    return out
 
 
 def on_device(t: torch.Tensor, device: torch.device | str) -> bool:
@@ -133,22 +161,32 @@ class BlockTables:
                            Runs.from_lists(full_num, full_idx))
 
     @cached_property
+    def _expanded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # PARTIAL and FULL in one expansion: the kernels read both
+        idx, full_idx = expand_all([(self.runs, self.num), (self.full_runs, self.full_num)])
+        return idx, full_idx
+
+    @property
     def idx(self) -> torch.Tensor:
         """PARTIAL block indices, int32 ``[G, rows, max num]``, expanded from ``runs`` on their device."""
-        return self.runs.expand(self.num)
+        return self._expanded[0]
 
-    @cached_property
+    @property
     def full_idx(self) -> torch.Tensor:
         """FULL block indices, int32 ``[G, rows, max full_num]``."""
-        return self.full_runs.expand(self.full_num)
+        return self._expanded[1]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors()]
+        """The tables' tensors, then the runs' flat bases (computed here, on the host, and moved
+        with the rest: the device is spared that arithmetic)."""
+        rows = int(self.num.shape[1])
+        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors(),
+                self.runs.flat_base(rows), self.full_runs.flat_base(rows)]
 
     def with_tensors(self, ts: Sequence[torch.Tensor]) -> BlockTables:
         """The same tables from :meth:`tensors`' list (on another device)."""
-        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7]), ts[7],
-                           self.full_runs.with_tensors(ts[8:14]))
+        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7], ts[14]), ts[7],
+                           self.full_runs.with_tensors(ts[8:14], ts[15]))
 
     def to(self, device: torch.device | str) -> BlockTables:
         """These tables on ``device``: ``self`` if they are there already (keeping the expanded
@@ -161,11 +199,9 @@ class BlockTables:
 def move(tensors: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor]:
     """Integer tensors on ``device`` in one host-to-device copy (many small copies cost more)."""
     flat = torch.cat([t.reshape(-1).long() for t in tensors]).to(device)
-    out, at = [], 0
-    for t in tensors:
-        out.append(flat[at:at + t.numel()].view(t.shape).to(t.dtype))
-        at += t.numel()
-    return out
+    parts = flat.split([t.numel() for t in tensors])  # views: no device work
+    return [p.view(t.shape) if t.dtype == torch.int64 else p.view(t.shape).to(t.dtype)
+            for p, t in zip(parts, tensors)]
 
 
 @dataclass(frozen=True)
@@ -201,8 +237,11 @@ class Plan:
     def expanded(self) -> Plan:
         """``self`` with both directions' index tensors expanded now (on the plan's device), not
         on the kernels' first access."""
-        for t in (self.forward, self.backward):
-            t.idx, t.full_idx  # noqa: B018 - cached properties, computed on first access
+        todo = [t for t in (self.forward, self.backward) if "_expanded" not in t.__dict__]
+        if todo:  # all four tables in one expansion (each op is a launch on a GPU)
+            got = expand_all([pair for t in todo for pair in ((t.runs, t.num), (t.full_runs, t.full_num))])
+            for i, t in enumerate(todo):
+                t.__dict__["_expanded"] = (got[2 * i], got[2 * i + 1])  # the cached_property's slot
         return self
 
     def to(self, device: torch.device | str) -> Plan:
@@ -210,5 +249,5 @@ class Plan:
             return self
         ts = move(self.forward.tensors() + self.backward.tensors(), device)
         return Plan(self.nq, self.nk, self.block_q, self.block_k, self.groups,
-                    self.forward.with_tensors(ts[:14]), self.backward.with_tensors(ts[14:]), self.strategies,
+                    self.forward.with_tensors(ts[:16]), self.backward.with_tensors(ts[16:]), self.strategies,
                     self.stats)
