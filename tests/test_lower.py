@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from patternc import ir
 from patternc.lower import lower
-from patternc.plan import Runs
+from patternc.plan import Runs, move
 from patternc.reference import mask as ref_mask
 from tests.strategies import d_patterns, lengths, patterns
 
@@ -367,8 +367,8 @@ def test_all_tables_expand_in_one_pass_as_one_by_one(node: ir.Node, nqk: tuple[i
     (flat bases computed on the host) and a by-hand expansion of every run agree."""
     G = ir.head_counts(node)
     plan = lower(node, *nqk, block_q=bq, block_k=bq, heads=2 * G)
-    moved = replace(plan, forward=plan.forward.with_tensors(plan.forward.tensors()),
-                    backward=plan.backward.with_tensors(plan.backward.tensors()))
+    moved = replace(plan, forward=plan.forward.with_tensors(move(plan.forward.tensors(), "cpu")),
+                    backward=plan.backward.with_tensors(move(plan.backward.tensors(), "cpu")))
     assert moved.forward.runs.base is not None
     for p in (plan.expanded(), moved):
         for t in (p.forward, p.backward):
