@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 _ENABLED = os.environ.get("PATTERNC_FAST_LAUNCH", "1").strip().lower() not in ("0", "false", "no", "off")
-_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")  # launch options, not kernel parameters
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+MAX_KEYS = 1024  # specializations remembered per kernel
 
 
 def _spec(a: Any) -> Any:
@@ -73,6 +73,8 @@ class Launcher:
         device = torch.cuda.current_device()
         key = (device, _key(args), tuple(kwargs.items()))
         if key not in self.hits:  # first call of this specialization: Triton binds, compiles or finds it
+            if len(self.hits) >= MAX_KEYS:  # many shapes' strides: start over rather than grow
+                self.hits.clear()
             kernel = self.fn[grid](*args, **kwargs)
             self.hits[key] = self._compiled(kernel, len(args), kwargs)
             return
