@@ -104,11 +104,14 @@ def expand_all(items: Sequence[tuple[Runs, torch.Tensor]]) -> list[torch.Tensor]
     flat = torch.zeros(sum(sizes), dtype=torch.int32, device=dev)
     live = [i for i, (runs, _) in enumerate(items) if runs.total]
     if live:
-        bases = [items[i][0].flat_base(shapes[i][1]) + begins[i] if begins[i] else
-                 items[i][0].flat_base(shapes[i][1]) for i in live]
-        base, start, count, step = (torch.cat(c) if len(c) > 1 else c[0] for c in zip(
-            *[(b, items[i][0].start, items[i][0].count, items[i][0].step) for b, i in zip(bases, live)]))
-        total = sum(items[i][0].total for i in live)
+        def cat(ts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(ts) if len(ts) > 1 else ts[0]
+
+        live_runs = [items[i][0] for i in live]
+        flat_bases = [r.flat_base(shapes[i][1]) for r, i in zip(live_runs, live)]
+        base = cat([b + begins[i] if begins[i] else b for b, i in zip(flat_bases, live)])
+        start, count, step = (cat([getattr(r, f) for r in live_runs]) for f in ("start", "count", "step"))
+        total = sum(r.total for r in live_runs)
         first = torch.cumsum(count, 0) - count
         run = torch.repeat_interleave(torch.arange(count.numel(), device=dev), count, output_size=total)
         t = torch.arange(total, device=dev) - first[run]

@@ -103,3 +103,18 @@ def test_unexpected_kernel_objects_keep_the_plain_call(fast: None) -> None:
     for _ in range(3):
         L.launch(fn, (1,), x, 5, 7, PRED=1)
     assert len(fn.slow) == 3
+
+
+def test_env_flags_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patternc.runtime.cache import env_flag
+
+    monkeypatch.delenv("PATTERNC_X", raising=False)
+    assert env_flag("PATTERNC_X", True) and not env_flag("PATTERNC_X", False)
+    for off in ("0", "false", " No ", "OFF"):
+        monkeypatch.setenv("PATTERNC_X", off)
+        assert not env_flag("PATTERNC_X", True) and not env_flag("PATTERNC_X", False)
+    for on in ("1", "true", "Yes", "on"):
+        monkeypatch.setenv("PATTERNC_X", on)
+        assert env_flag("PATTERNC_X", True) and env_flag("PATTERNC_X", False)
+    monkeypatch.setenv("PATTERNC_X", "")
+    assert env_flag("PATTERNC_X", True) and not env_flag("PATTERNC_X", False)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 
 from patternc import ir
 from patternc.codegen.backward import BackwardConfig
-from patternc.runtime.cache import cache_dir, write_atomic
+from patternc.runtime.cache import cache_dir, env_flag, write_atomic
 from patternc.runtime.forward import ForwardConfig
 
 _LOCK = threading.Lock()
@@ -62,7 +61,7 @@ def enabled() -> bool:
     """Whether calls without an explicit config tune on a cache miss."""
     if _ENABLED is not None:
         return _ENABLED
-    return os.environ.get("PATTERNC_AUTOTUNE", "0").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("PATTERNC_AUTOTUNE", False)
 
 
 def enable(on: bool = True) -> None:

@@ -204,14 +204,13 @@ def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.d
     if interpreting() or dtype == torch.float32 or D > 128 or nq < 128 or nk < 128 \
             or not large_smem(device):
         return None
-    base = gen.default_config(D, False)
-    if D > 64 and is_dense(node, nq, nk, H, base.block_q, base.block_k):
-        base = gen.DENSE_D128
+    rule = gen.default_config(D, False)
+    dense = D > 64 and is_dense(node, nq, nk, H, rule.block_q, rule.block_k)
     from patternc.runtime import tiles
 
-    best = tiles.choose(ir.concretize(node, nk), nq, nk, H, D, dataclasses.astuple(base)[:8], True)
-    rule = dataclasses.astuple(gen.default_config(D, False))[:8]
-    return None if best == rule else gen.BackwardConfig(*best)
+    base = dataclasses.astuple(gen.DENSE_D128 if dense else rule)[:8]
+    best = tiles.choose(ir.concretize(node, nk), nq, nk, H, D, base, True)
+    return None if best == dataclasses.astuple(rule)[:8] else gen.BackwardConfig(*best)
 
 
 _Step = tuple[_Setup, tuple[int, int, int] | None]  # a set-up and its residue mapping (r, u0, off)

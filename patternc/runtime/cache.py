@@ -25,6 +25,15 @@ _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no environment switch: unset or empty gives ``default``; an on-by-default switch is
+    turned off by 0 / false / no / off, an off-by-default one turned on by 1 / true / yes / on."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off") if default else value in ("1", "true", "yes", "on")
+
+
 def cache_dir() -> Path:
     """The root of the kernel-source cache (``$PATTERNC_CACHE_DIR`` or ``~/.cache/patternc``)."""
     root = os.environ.get("PATTERNC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "patternc")

@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-_ENABLED = os.environ.get("PATTERNC_FAST_LAUNCH", "1").strip().lower() not in ("0", "false", "no", "off")
+from patternc.runtime.cache import env_flag
+
+_ENABLED = env_flag("PATTERNC_FAST_LAUNCH", True)
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 MAX_KEYS = 1024  # specializations remembered per kernel
 

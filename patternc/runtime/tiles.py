@@ -14,7 +14,6 @@ unsure, nothing changes.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 from patternc import ir
@@ -129,7 +128,9 @@ def enabled() -> bool:
     """Whether the model chooses tiles (``$PATTERNC_TILE_MODEL=0`` keeps the rule-based ones)."""
     if _ENABLED is not None:
         return _ENABLED
-    return os.environ.get("PATTERNC_TILE_MODEL", "1").strip().lower() not in ("0", "false", "no", "off")
+    from patternc.runtime.cache import env_flag
+
+    return env_flag("PATTERNC_TILE_MODEL", True)
 
 
 def enable(on: bool | None = True) -> None:
