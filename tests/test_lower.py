@@ -386,3 +386,61 @@ def test_repeated_head_groups_classified_once(a: ir.Node, b: ir.Node, nqk: tuple
     assert L.map_distinct(lambda x: calls.append(x) or -x, [3, 1, 3, 2, 1]) == [-3, -1, -3, -2, -1]
     assert calls == [3, 1, 2]
     check_plan(ir.Heads((a, b, a)), *nqk, bq, bq, heads=3)
+
+
+@settings(max_examples=40)
+@given(patterns(max_leaves=5), lengths(), block_sizes, block_sizes)
+def test_restricted_resolution(node: ir.Node, nqk: tuple[int, int], bq: int, bk: int) -> None:
+    # undecided blocks go through per-block restricted patterns only when there are hundreds of
+    # them (long sequences): force it at every size, and on a union under an intersection
+    from patternc.lower import combine
+
+    saved = combine.RESTRICT_MIN_BLOCKS
+    combine.RESTRICT_MIN_BLOCKS = 0
+    lower.cache_clear()
+    try:
+        check_plan(node, *nqk, bq, bk)
+        check_plan((node | ir.Cols(_tokens((0, 3)))) & ~ir.Blocks(5), *nqk, bq, bk)
+    finally:
+        combine.RESTRICT_MIN_BLOCKS = saved
+        lower.cache_clear()
+
+
+@given(patterns(max_leaves=4), st.lists(st.sampled_from([0, 1, 2]), min_size=4, max_size=4),
+       lengths(max_n=24))
+def test_folded_restriction_keeps_the_pairs(node: ir.Node, subst: list[int], nqk: tuple[int, int]) -> None:
+    # the restriction folds full / empty operands by itself instead of running the passes
+    from patternc.lower.combine import _fold
+
+    assume(isinstance(node, (ir.Union, ir.Intersect, ir.Diff, ir.Complement)))
+    parts = [(ir.Empty(), ir.Full(), c)[k] for c, k in zip(node.children(), subst)]
+    it = iter(parts)
+    built = ir.map_children(node, lambda _: next(it))
+    folded = _fold(node, parts)
+    assert torch.equal(ref_mask(folded, *nqk), ref_mask(built, *nqk))
+
+
+windows = st.one_of(st.just(ir.Causal()), st.builds(ir.Window, st.integers(0, 12), st.integers(0, 12)))
+
+
+@settings(max_examples=60)
+@given(st.lists(st.one_of(windows, patterns(max_leaves=2)), min_size=2, max_size=4), windows,
+       st.booleans(), lengths(), block_sizes, block_sizes)
+def test_windows_inside_an_intersection_are_absorbed(parts: list[ir.Node], w: ir.Node, flip: bool,
+                                                     nqk: tuple[int, int], bq: int, bk: int) -> None:
+    from patternc.lower.combine import absorb
+
+    u = ir.Union(tuple(parts))
+    node = ir.Intersect((w, u) if flip else (u, w))
+    assert torch.equal(ref_mask(absorb(node), *nqk), ref_mask(node, *nqk))
+    check_plan(node, *nqk, bq, bk)
+
+
+def test_absorb_takes_the_windows_out() -> None:
+    from patternc.lower.combine import absorb
+
+    cols = ir.Cols(_tokens((0, 4)))
+    node = (cols | ir.Window(1019, 0)) & ir.Causal()
+    assert absorb(node) == ir.Window(1019, 0) | (cols & ir.Causal())
+    assert absorb((ir.Window(3, 0) | ir.Window(2, 1)) & ir.Window(5, 1)) == ir.Window(3, 0) | ir.Window(2, 1)
+    assert absorb((cols | ir.Window(2, 1)) & ir.Causal()) == (cols | ir.Window(2, 1)) & ir.Causal()
