@@ -444,3 +444,40 @@ def test_absorb_takes_the_windows_out() -> None:
     assert absorb(node) == ir.Window(1019, 0) | (cols & ir.Causal())
     assert absorb((ir.Window(3, 0) | ir.Window(2, 1)) & ir.Window(5, 1)) == ir.Window(3, 0) | ir.Window(2, 1)
     assert absorb((cols | ir.Window(2, 1)) & ir.Causal()) == (cols | ir.Window(2, 1)) & ir.Causal()
+
+
+@given(patterns(max_leaves=4), st.integers(1, 40))
+def test_symmetric_patterns_equal_their_transpose(node: ir.Node, n: int) -> None:
+    from patternc.lower.symmetry import mirror, symmetric
+
+    m = ref_mask(node, n, n)
+    img = mirror(node)
+    if img is not None:
+        assert torch.equal(ref_mask(img, n, n), m.T)
+    if symmetric(node):
+        assert torch.equal(m, m.T)
+
+
+@settings(max_examples=60)
+@given(patterns(max_leaves=3), st.integers(1, 48), block_sizes, st.booleans())
+def test_symmetric_plans_reuse_the_forward_tables(node: ir.Node, n: int, b: int, inter: bool) -> None:
+    from patternc.lower.symmetry import mirror, symmetric
+
+    img = mirror(node)
+    assume(img is not None)
+    assert img is not None
+    sym = (node & img) if inter else (node | img)
+    assert symmetric(sym)
+    check_plan(sym, n, n, b, b)  # backward tables checked against the transposed reference
+    check_plan(sym, n, n, b, b + 1)  # no symmetry of blocks: transposed as usual
+
+
+def test_symmetry_is_decided_for_the_stdlib_shapes() -> None:
+    from patternc.lower.symmetry import symmetric
+
+    t = _tokens((0, 4))
+    assert symmetric(ir.Rows(t) | ir.Window(3, 3) | ir.Cols(t))
+    a, b = _tokens(1), _tokens(9)
+    assert symmetric((ir.Rows(a) & ir.Cols(b)) | (ir.Cols(a) & ir.Rows(b)))
+    assert not symmetric(ir.Window(3, 2)) and not symmetric(ir.Causal()) and not symmetric(ir.Rows(t))
+    assert not symmetric(ir.Random(2)) and symmetric(ir.RandomBlocks(0, 4) | ir.Blocks(3))

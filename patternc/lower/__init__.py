@@ -13,6 +13,7 @@ describes how the parts execute. See docs/lowering.md.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from patternc.lower.blocks import Geometry, count_states, residue_count
 from patternc.lower.combine import classify_exact
 from patternc.lower.rle import EMPTY, BlockRLE, transpose, uniform
 from patternc.lower.strategies import Branch, Strategies
+from patternc.lower.symmetry import symmetric
 from patternc.lower.tables import stats, tables
 from patternc.passes import optimize
 from patternc.plan import Plan
@@ -90,7 +92,10 @@ def lower(node: ir.Node, nq: int, nk: int, *, block_q: int = 128, block_k: int =
                                                      for sub, rle in per_group]
     rles = [rle for _, rle in per_group]
     fwd = tables(rles, gp)
-    bwd = tables(map_distinct(transpose, rles), gp, transposed=True)
+    if nq == nk and block_q == block_k and perm == 1 and all(symmetric(sub) for sub, _ in per_group):
+        bwd = dataclasses.replace(fwd)  # the transpose is the states themselves (symmetry.py)
+    else:
+        bwd = tables(map_distinct(transpose, rles), gp, transposed=True)
     return Plan(nq, nk, block_q, block_k, len(per_group), fwd, bwd, strategies=Strategies(groups, g),
                 stats=stats(fwd, bwd, g.nqb, g.nkb))
 
