@@ -18,16 +18,18 @@ The lists are *stored* as arithmetic runs (:class:`Runs`: a causal row is one ru
 row one run with a step), which costs the pattern's structure, not its block count: a causal
 mask over a million tokens is 16,383 runs where its index lists are 33 million entries. The
 padded index tensors (``idx`` / ``full_idx``) are expanded from the runs on first access, on
-the device the runs live on (one vectorized scatter; move the plan with ``.to(device)`` first).
+the device the runs live on: move the plan with ``.to(device)`` first, which packs all four tables'
+runs into one :class:`Expansion` program (one fill and one kernel launch on a GPU).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -49,7 +51,6 @@ class Runs:
     total: int  # entries in all (``count.sum()``), known on the host: expansion needs no sync
     width: int  # entries in the longest row (``num.max()``)
     sort_rows: bool = False
-    base: torch.Tensor | None = None  # flat place of each run's first entry (``flat_base``), if moved
 
     @staticmethod
     def of(cols: Sequence[torch.Tensor], sort_rows: bool = False) -> Runs:
@@ -59,27 +60,17 @@ class Runs:
         width = int((pos + count).max()) if count.numel() else 0
         return Runs(g, row, pos, start, count, step, total, width, sort_rows)
 
-    def with_tensors(self, cols: Sequence[torch.Tensor], base: torch.Tensor | None = None) -> Runs:
-        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device), with
-        their flat bases if given."""
+    def with_tensors(self, cols: Sequence[torch.Tensor]) -> Runs:
+        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device)."""
         g, row, pos, start, count, step = cols
-        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows, base)
-
-    def flat_base(self, rows: int) -> torch.Tensor:
-        """Each run's first entry's place in the flattened ``[G, rows, width]`` index tensor."""
-        if self.base is not None:
-            return self.base
-        if self.g.device.type == "cpu":  # numpy: torch's CPU kernels go multi-threaded and stall
-            g, row, pos = (t.numpy() for t in (self.g, self.row, self.pos))
-            return torch.from_numpy((g * rows + row) * self.width + pos)
-        return (self.g * rows + self.row) * self.width + self.pos
+        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
     def expand(self, num: torch.Tensor) -> torch.Tensor:
         """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's ``num``)."""
-        return expand_all([(self, num)])[0]
+        return Expansion.of([(self, num)]).tables[0]
 
     @staticmethod
     def from_lists(num: torch.Tensor, idx: torch.Tensor) -> Runs:
@@ -93,37 +84,85 @@ class Runs:
 ALIGN = 32  # entries: each expanded table starts 128 bytes into the shared buffer
 
 
-def expand_all(items: Sequence[tuple[Runs, torch.Tensor]]) -> list[torch.Tensor]:
-    """``[runs.expand(num) for runs, num in items]`` with one set of tensor operations for all of
-    them (on a GPU each is a launch, ~10-40 us of host time: four tables expanded one by one were
-    ~60 of them), into one buffer: the results are views of it."""
-    shapes = [(int(num.shape[0]), int(num.shape[1]), runs.width) for runs, num in items]
-    sizes = [-(-G * R * W // ALIGN) * ALIGN for G, R, W in shapes]  # aligned starts: kernels'
-    begins = [sum(sizes[:i]) for i in range(len(items))]  # pointers keep Triton's 16-byte class
-    dev = items[0][0].g.device
-    flat = torch.zeros(sum(sizes), dtype=torch.int32, device=dev)
-    live = [i for i, (runs, _) in enumerate(items) if runs.total]
-    if live:
-        def cat(ts: list[torch.Tensor]) -> torch.Tensor:
-            return torch.cat(ts) if len(ts) > 1 else ts[0]
+@dataclass(frozen=True, eq=False)
+class Expansion:
+    """Several tables' runs packed into one *program* that expands them all at once, into one
+    buffer whose slices are the padded index tensors.
 
-        live_runs = [items[i][0] for i in live]
-        flat_bases = [r.flat_base(shapes[i][1]) for r, i in zip(live_runs, live)]
-        base = cat([b + begins[i] if begins[i] else b for b, i in zip(flat_bases, live)])
-        start, count, step = (cat([getattr(r, f) for r in live_runs]) for f in ("start", "count", "step"))
-        total = sum(r.total for r in live_runs)
-        first = torch.cumsum(count, 0) - count
-        run = torch.repeat_interleave(torch.arange(count.numel(), device=dev), count, output_size=total)
-        t = torch.arange(total, device=dev) - first[run]
-        flat[base[run] + t] = (start[run] + step[run] * t).to(torch.int32)
-    out = []
-    for (runs, num), (G, R, W), begin in zip(items, shapes, begins):
-        idx = flat[begin:begin + G * R * W].view(G, R, W)
-        if runs.sort_rows and runs.total:  # rows listed residue class by residue class: sort them
-            pad = torch.arange(W, device=dev)[None, None, :] >= num.to(dev)[:, :, None]
-            idx = idx.masked_fill(pad, torch.iinfo(torch.int32).max).sort(dim=2).values.masked_fill(pad, 0)
-        out.append(idx)
-    return out
+    ``prog`` is int64 ``[4, runs]``: per run the flat place of its first entry in the buffer, its
+    start, count and step. It is packed on the host (:meth:`of`) and moved with the tables, so on a
+    GPU the expansion is a fill and one kernel launch (:mod:`patternc.runtime.expand`); each torch
+    op there costs a launch, 10-40 us of host time, and a by-op expansion took ~60 of them.
+
+        >>> r = Runs.of([torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([0, 0]),
+        ...              torch.tensor([5, 2]), torch.tensor([3, 1]), torch.tensor([-2, 1])])
+        >>> Expansion.of([(r, torch.tensor([[3, 1]]))]).tables[0].tolist()
+        [[[5, 3, 1], [2, 0, 0]]]
+    """
+
+    prog: torch.Tensor
+    total: int  # entries written
+    shapes: tuple[tuple[int, int, int], ...]  # per table [G, rows, width]
+    begins: tuple[int, ...]  # per table its first entry in the buffer (ALIGN-aligned)
+    size: int  # entries in the buffer
+    nums: tuple[torch.Tensor, ...]  # per table its counts (to sort rows listed out of order)
+    sort_rows: tuple[bool, ...]
+
+    @staticmethod
+    def of(items: Sequence[tuple[Runs, torch.Tensor]]) -> Expansion:
+        """The program of ``[(runs, num), ...]``, computed where the runs are (numpy on the CPU:
+        torch's CPU kernels go multi-threaded and stall on arrays this small)."""
+        shapes = tuple((int(num.shape[0]), int(num.shape[1]), runs.width) for runs, num in items)
+        sizes = [-(-G * R * W // ALIGN) * ALIGN for G, R, W in shapes]  # aligned starts: kernels'
+        begins = tuple(sum(sizes[:i]) for i in range(len(items)))  # pointers keep Triton's 16-byte class
+        cols = []
+        for (runs, _), (_, R, W), begin in zip(items, shapes, begins):
+            if runs.g.device.type == "cpu":
+                g, row, pos = (t.numpy() for t in (runs.g, runs.row, runs.pos))
+                base = torch.from_numpy((g * R + row) * W + pos + begin)
+            else:
+                base = (runs.g * R + runs.row) * W + runs.pos + begin
+            cols.append(torch.stack([base, runs.start, runs.count, runs.step]))
+        prog = torch.cat(cols, 1) if len(cols) > 1 else cols[0]
+        return Expansion(prog, sum(r.total for r, _ in items), shapes, begins, sum(sizes),
+                         tuple(num for _, num in items), tuple(r.sort_rows for r, _ in items))
+
+    def with_tensors(self, prog: torch.Tensor, nums: Sequence[torch.Tensor]) -> Expansion:
+        """The same program with its tensors on another device."""
+        return Expansion(prog, self.total, self.shapes, self.begins, self.size, tuple(nums), self.sort_rows)
+
+    @cached_property
+    def tables(self) -> tuple[torch.Tensor, ...]:
+        """The padded int32 index tensors, in the order of :meth:`of`'s items (views of one buffer)."""
+        dev = self.prog.device
+        flat = torch.zeros(self.size, dtype=torch.int32, device=dev)
+        if self.total and dev.type == "cuda":
+            from patternc.runtime.expand import expand_runs
+
+            expand_runs(flat, self.prog)
+        elif self.total:
+            _expand_on_host(flat, self.prog, self.total)
+        out = []
+        for (G, R, W), begin, num, sort in zip(self.shapes, self.begins, self.nums, self.sort_rows):
+            idx = flat[begin:begin + G * R * W].view(G, R, W)
+            if sort and G * R * W:  # rows listed residue class by residue class: sort them
+                pad = torch.arange(W, device=dev)[None, None, :] >= num.to(dev)[:, :, None]
+                top = torch.iinfo(torch.int32).max
+                idx = idx.masked_fill(pad, top).sort(dim=2).values.masked_fill(pad, 0)
+            out.append(idx)
+        return tuple(out)
+
+
+def _expand_on_host(flat: torch.Tensor, prog: torch.Tensor, total: int) -> None:
+    """Write the program's entries into ``flat`` with numpy (copied over where ``flat`` is not on
+    the CPU: devices without the expansion kernel)."""
+    base, start, count, step = prog.cpu().numpy()
+    run = np.repeat(np.arange(count.size), count)
+    t = np.arange(total) - (np.cumsum(count) - count)[run]
+    host = flat.numpy() if flat.device.type == "cpu" else np.zeros(flat.numel(), dtype=np.int32)
+    host[base[run] + t] = start[run] + step[run] * t
+    if flat.device.type != "cpu":
+        flat.copy_(torch.from_numpy(host))
 
 
 def on_device(t: torch.Tensor, device: torch.device | str) -> bool:
@@ -143,7 +182,8 @@ class BlockTables:
     ``num[g, r]`` PARTIAL blocks (int32 ``[G, rows]``) whose indices ``idx[g, r, :num[g, r]]``
     come from ``runs``; ``full_num`` / ``full_idx`` / ``full_runs`` the same for FULL blocks.
     Forward rows are query blocks listing key blocks; the transposed tables (backward dK/dV) have
-    key-block rows listing query blocks.
+    key-block rows listing query blocks. ``expansion``: where moved tables get their index tensors
+    (one program shared by both directions of a moved :class:`Plan`, ``slot`` 0 or 1 in it).
 
         >>> t = BlockTables.from_lists(torch.tensor([[1, 2]]), torch.tensor([[[3, 0], [0, 1]]]),
         ...                            torch.tensor([[0, 0]]), torch.zeros(1, 2, 0, dtype=torch.int32))
@@ -155,6 +195,8 @@ class BlockTables:
     runs: Runs
     full_num: torch.Tensor
     full_runs: Runs
+    expansion: Expansion | None = None
+    slot: int = 0
 
     @staticmethod
     def from_lists(num: torch.Tensor, idx: torch.Tensor, full_num: torch.Tensor,
@@ -163,11 +205,16 @@ class BlockTables:
         return BlockTables(num.int(), Runs.from_lists(num, idx), full_num.int(),
                            Runs.from_lists(full_num, full_idx))
 
+    def items(self) -> list[tuple[Runs, torch.Tensor]]:
+        """PARTIAL then FULL, as :meth:`Expansion.of` takes them."""
+        return [(self.runs, self.num), (self.full_runs, self.full_num)]
+
     @cached_property
-    def _expanded(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _expanded(self) -> tuple[torch.Tensor, ...]:
         # PARTIAL and FULL in one expansion: the kernels read both
-        idx, full_idx = expand_all([(self.runs, self.num), (self.full_runs, self.full_num)])
-        return idx, full_idx
+        if self.expansion is not None:
+            return self.expansion.tables[2 * self.slot:2 * self.slot + 2]
+        return Expansion.of(self.items()).tables
 
     @property
     def idx(self) -> torch.Tensor:
@@ -180,31 +227,45 @@ class BlockTables:
         return self._expanded[1]
 
     def tensors(self) -> list[torch.Tensor]:
-        """The tables' tensors, then the runs' flat bases (computed here, on the host, and moved
-        with the rest: the device is spared that arithmetic)."""
-        rows = int(self.num.shape[1])
-        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors(),
-                self.runs.flat_base(rows), self.full_runs.flat_base(rows)]
+        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors()]
 
-    def with_tensors(self, ts: Sequence[torch.Tensor]) -> BlockTables:
+    def with_tensors(self, ts: Sequence[torch.Tensor], expansion: Expansion | None = None,
+                     slot: int = 0) -> BlockTables:
         """The same tables from :meth:`tensors`' list (on another device)."""
-        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7], ts[14]), ts[7],
-                           self.full_runs.with_tensors(ts[8:14], ts[15]))
+        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7]), ts[7],
+                           self.full_runs.with_tensors(ts[8:14]), expansion, slot)
 
     def to(self, device: torch.device | str) -> BlockTables:
         """These tables on ``device``: ``self`` if they are there already (keeping the expanded
         index tensors), else a copy of the runs (expanded there on first access)."""
         if on_device(self.num, device):
             return self
-        return self.with_tensors(move(self.tensors(), device))
+        return _moved([self], device)[0]
+
+
+def _moved(tables: Sequence[BlockTables], device: torch.device | str) -> list[BlockTables]:
+    """``tables`` and one expansion program for all of them, on ``device`` in one copy."""
+    exp = Expansion.of([pair for t in tables for pair in t.items()])
+    ts = move([x for t in tables for x in t.tensors()] + [exp.prog], device)
+    out = [t.with_tensors(ts[14 * i:14 * i + 14]) for i, t in enumerate(tables)]
+    exp = exp.with_tensors(ts[-1], [n for t in out for n in (t.num, t.full_num)])
+    return [replace(t, expansion=exp, slot=i) for i, t in enumerate(out)]
 
 
 def move(tensors: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor]:
-    """Integer tensors on ``device`` in one host-to-device copy (many small copies cost more)."""
-    flat = torch.cat([t.reshape(-1).long() for t in tensors]).to(device)
-    parts = flat.split([t.numel() for t in tensors])  # views: no device work
-    return [p.view(t.shape) if t.dtype == torch.int64 else p.view(t.shape).to(t.dtype)
-            for p, t in zip(parts, tensors)]
+    """Tensors on ``device`` in one host-to-device copy of their bytes (many small copies cost
+    more); the results are views of that copy, so the device runs no conversion op."""
+    offs, nbytes = [], 0
+    for t in tensors:
+        offs.append(nbytes)
+        nbytes += -(-t.numel() * t.element_size() // 16) * 16  # 16-byte aligned views
+    buf = np.empty(nbytes, dtype=np.uint8)
+    for t, o in zip(tensors, offs):
+        b = np.ascontiguousarray(t.detach().cpu().numpy()).reshape(-1).view(np.uint8)
+        buf[o:o + b.size] = b
+    flat = torch.from_numpy(buf).to(device)
+    return [flat[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+            for t, o in zip(tensors, offs)]
 
 
 @dataclass(frozen=True)
@@ -240,17 +301,15 @@ class Plan:
     def expanded(self) -> Plan:
         """``self`` with both directions' index tensors expanded now (on the plan's device), not
         on the kernels' first access."""
-        todo = [t for t in (self.forward, self.backward) if "_expanded" not in t.__dict__]
-        if todo:  # all four tables in one expansion (each op is a launch on a GPU)
-            got = expand_all([pair for t in todo for pair in ((t.runs, t.num), (t.full_runs, t.full_num))])
-            for i, t in enumerate(todo):
-                t.__dict__["_expanded"] = (got[2 * i], got[2 * i + 1])  # the cached_property's slot
+        self.forward.idx, self.backward.idx  # noqa: B018 - a moved plan expands all four at once
         return self
 
     def to(self, device: torch.device | str) -> Plan:
         if on_device(self.forward.num, device) and on_device(self.backward.num, device):
             return self
-        ts = move(self.forward.tensors() + self.backward.tensors(), device)
-        return Plan(self.nq, self.nk, self.block_q, self.block_k, self.groups,
-                    self.forward.with_tensors(ts[:16]), self.backward.with_tensors(ts[16:]), self.strategies,
-                    self.stats)
+        f, b = self.forward, self.backward
+        if all(x is y for x, y in zip(f.tensors(), b.tensors())):  # symmetric: one set of tables
+            fwd = _moved([f], device)[0]
+            return replace(self, forward=fwd, backward=replace(fwd))
+        fwd, bwd = _moved([f, b], device)
+        return replace(self, forward=fwd, backward=bwd)
