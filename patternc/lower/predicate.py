@@ -10,6 +10,7 @@ lowering and builds FlexAttention's ``mask_mod``. Random primitives read their k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,16 +36,30 @@ class NumpyEnv:
         self.nk = nk
 
     def keys(self, node: ir.Random, p: Array) -> list[Array]:
-        flat = np.asarray(p).reshape(-1)
-        uniq, inv = np.unique(flat, return_inverse=True)
-        table = random_keys(int(node.r), int(node.seed), uniq, self.nk)[inv.reshape(-1)]
-        return [table[:, t].reshape(np.shape(p)) for t in range(table.shape[1])]
+        return _per_row(np.asarray(p), lambda rows: random_keys(int(node.r), int(node.seed), rows, self.nk))
 
     def key_blocks(self, node: ir.RandomBlocks, p: Array) -> list[Array]:
-        qb = np.asarray(p).reshape(-1) // int(node.b)
-        uniq, inv = np.unique(qb, return_inverse=True)
-        table = random_key_blocks(int(node.r), int(node.b), int(node.seed), uniq, self.nk)[inv.reshape(-1)]
-        return [table[:, t].reshape(np.shape(p)) for t in range(table.shape[1])]
+        r, b, seed = int(node.r), int(node.b), int(node.seed)
+        return _per_row(np.asarray(p) // b, lambda rows: random_key_blocks(r, b, seed, rows, self.nk))
+
+
+def _per_row(rows: np.ndarray, draw: Callable[[np.ndarray], np.ndarray]) -> list[Array]:
+    """``draw`` (a pure function of each row) at every entry of ``rows``, one array per column of
+    its result, drawn once per distinct row. The distinct rows of a few tiles span a short range:
+    marking them in it is linear, sorting the entries (``np.unique``) is not."""
+    flat = rows.reshape(-1)
+    if flat.size == 0:
+        return [np.zeros(rows.shape, dtype=np.int64) for _ in range(draw(flat).shape[1])]
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo < 4 * flat.size:
+        present = np.zeros(hi - lo + 1, dtype=bool)
+        present[flat - lo] = True
+        rank = np.cumsum(present) - 1  # each row's place among the distinct rows
+        uniq, inv = lo + np.flatnonzero(present), rank[flat - lo]
+    else:
+        uniq, inv = np.unique(flat, return_inverse=True)
+    # one 1-D take per column: a take of rows of the 2-D table costs several times as much
+    return [col[inv].reshape(rows.shape) for col in np.ascontiguousarray(draw(uniq).T)]
 
 
 def _in(x: Array, tokens: ir.TokenList, nk: int, d: Array) -> Array:
