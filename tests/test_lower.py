@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from patternc import ir
 from patternc.lower import lower
-from patternc.plan import Runs, move
+from patternc.plan import Runs, _moved, move
 from patternc.reference import mask as ref_mask
 from tests.strategies import d_patterns, lengths, patterns
 
@@ -363,18 +363,28 @@ def _expand_by_hand(runs: Runs, num: torch.Tensor) -> torch.Tensor:
 @settings(max_examples=30)
 @given(patterns(heads=True, max_leaves=4), lengths(max_n=70), block_sizes)
 def test_all_tables_expand_in_one_pass_as_one_by_one(node: ir.Node, nqk: tuple[int, int], bq: int) -> None:
-    """``Plan.expanded`` (four tables in one set of ops, into one aligned buffer), the moved form
-    (flat bases computed on the host) and a by-hand expansion of every run agree."""
+    """The host expansion, the moved form (all four tables in one program, packed on the host,
+    moved in one copy, expanded into one aligned buffer) and a by-hand expansion of every run
+    agree."""
     G = ir.head_counts(node)
     plan = lower(node, *nqk, block_q=bq, block_k=bq, heads=2 * G)
-    moved = replace(plan, forward=plan.forward.with_tensors(move(plan.forward.tensors(), "cpu")),
-                    backward=plan.backward.with_tensors(move(plan.backward.tensors(), "cpu")))
-    assert moved.forward.runs.base is not None
-    for p in (plan.expanded(), moved):
+    fwd, bwd = _moved([plan.forward, plan.backward], "cpu")
+    assert fwd.expansion is bwd.expansion is not None and (fwd.slot, bwd.slot) == (0, 1)
+    for p in (plan.expanded(), replace(plan, forward=fwd, backward=bwd).expanded()):
         for t in (p.forward, p.backward):
             for runs, num, got in ((t.runs, t.num, t.idx), (t.full_runs, t.full_num, t.full_idx)):
                 assert torch.equal(got, _expand_by_hand(runs, num))
                 assert got.storage_offset() % 32 == 0  # 128-byte aligned in its buffer
+
+
+@settings(max_examples=20)
+@given(st.lists(st.tuples(st.sampled_from([torch.int32, torch.int64, torch.uint8]),
+                          st.lists(st.integers(0, 3), max_size=3)), min_size=1, max_size=6))
+def test_move_copies_every_tensor_as_an_aligned_view(specs: list[tuple[torch.dtype, list[int]]]) -> None:
+    ts = [torch.randint(0, 100, shape, dtype=dt) for dt, shape in specs]
+    got = move(ts, "cpu")
+    for a, b in zip(ts, got):
+        assert b.dtype == a.dtype and torch.equal(a, b) and b.data_ptr() % 16 == 0
 
 
 @settings(max_examples=20)
