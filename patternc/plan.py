@@ -264,8 +264,8 @@ def move(tensors: Sequence[torch.Tensor], device: torch.device | str) -> list[to
         b = np.ascontiguousarray(t.detach().cpu().numpy()).reshape(-1).view(np.uint8)
         buf[o:o + b.size] = b
     flat = torch.from_numpy(buf).to(device)
-    return [flat[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
-            for t, o in zip(tensors, offs)]
+    return [flat[o:o + t.numel() * t.element_size()].view(t.dtype).view(t.shape) if t.numel() else
+            torch.empty(t.shape, dtype=t.dtype, device=flat.device) for t, o in zip(tensors, offs)]
 
 
 @dataclass(frozen=True)
