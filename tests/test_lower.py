@@ -506,3 +506,30 @@ def test_random_draws_per_row_as_one_by_one(rows: list[int], r: int, spread: int
     for t, col in enumerate(got):
         assert col.shape == x.shape
         np.testing.assert_array_equal(col.reshape(-1), want[:, t])
+
+
+@given(st.integers(1, 60), st.integers(1, 60), block_sizes, block_sizes, st.data())
+def test_interval_rows_as_painted_intervals(nq: int, nk: int, bq: int, bk: int, data: st.DataObject) -> None:
+    # rows of one key interval (window, causal, blocks) are built run by run in order, without
+    # the sort of from_intervals: the same runs
+    from patternc.lower import rle
+    from patternc.lower.blocks import Geometry, interval_rows
+
+    g = Geometry(nq, nk, bq, bk)
+    R, C = g.nqb, g.nkb
+    ints = st.lists(st.integers(-10, 70), min_size=R, max_size=R)
+    lo = np.array(data.draw(ints))
+    hi = lo + np.array(data.draw(st.lists(st.integers(-5, 40), min_size=R, max_size=R)))
+    f_lo = lo + np.array(data.draw(st.lists(st.integers(0, 20), min_size=R, max_size=R)))
+    f_hi = hi - np.array(data.draw(st.lists(st.integers(0, 20), min_size=R, max_size=R)))
+    got = interval_rows(g, lo, hi, f_lo, f_hi)
+    # the same blocks by the definition: non-empty where the union meets the block, FULL inside
+    # the intersection
+    want = np.full((R, C), rle.EMPTY, dtype=np.uint8)
+    for r in range(R):
+        for c in range(C):
+            j0, j1 = c * bk, min((c + 1) * bk, nk) - 1
+            if max(lo[r], 0, j0) <= min(hi[r], nk - 1, j1):
+                want[r, c] = rle.FULL if f_lo[r] <= j0 and j1 <= f_hi[r] else rle.PARTIAL
+    np.testing.assert_array_equal(rle.to_dense(got), want)
+    np.testing.assert_array_equal(got.row, rle.from_dense(want).row)  # coalesced

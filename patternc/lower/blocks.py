@@ -132,11 +132,19 @@ def interval_rows(g: Geometry, ne_lo: np.ndarray, ne_hi: np.ndarray, f_lo: np.nd
     fb = np.where(f_hi >= nk - 1, C, (f_hi + 1) // bk)
     hasf = has & (f_lo <= f_hi) & (fa < fb)
     fa, fb = np.where(hasf, fa, a), np.where(hasf, fb, a)
-    r3 = np.concatenate([rows, rows, rows])
-    c0 = np.concatenate([a, fa, fb])
-    c1 = np.concatenate([fa, fb, b])
-    st = np.concatenate([np.full(rows.size, PARTIAL), np.full(rows.size, FULL), np.full(rows.size, PARTIAL)])
-    return from_intervals(g.nqb, C, r3, c0, c1, st)
+    if C == 0:
+        r3, st = np.concatenate([rows, rows, rows]), np.repeat(_PFP, rows.size)
+        return from_intervals(g.nqb, C, r3, np.concatenate([a, fa, fb]), np.concatenate([fa, fb, b]), st)
+    # 0 <= a <= fa <= fb <= b <= C: per row the runs EMPTY, PARTIAL, FULL, PARTIAL, EMPTY from
+    # these starts, the empty ones dropped; already in order, no sort (from_intervals sorts)
+    starts = np.stack([np.zeros_like(a), a, fa, fb, b], axis=1).reshape(-1)
+    stops = np.stack([a, fa, fb, b, np.full_like(a, C)], axis=1).reshape(-1)
+    keep = np.flatnonzero(starts < stops)
+    return coalesce(g.nqb, C, np.repeat(rows, 5)[keep], starts[keep], np.tile(_EPFPE, rows.size)[keep])
+
+
+_PFP = np.array([PARTIAL, FULL, PARTIAL], dtype=np.uint8)
+_EPFPE = np.array([EMPTY, PARTIAL, FULL, PARTIAL, EMPTY], dtype=np.uint8)
 
 
 def window(g: Geometry, left: int, right: int) -> BlockRLE:

@@ -135,19 +135,21 @@ def tables(rles: list[BlockRLE], g: Geometry | None = None, transposed: bool = F
 
 def stats(fwd: BlockTables, bwd: BlockTables, nqb: int, nkb: int) -> dict[str, float | int]:
     """Block density, FULL / PARTIAL counts (summed over head groups), heaviest row and column."""
-    G = int(fwd.num.shape[0])
-    partial, full = int(fwd.num.sum()), int(fwd.full_num.sum())
+    # in numpy on the host tensors' memory: a few small torch reductions cost more than the rest
+    fn, ffn, bn, bfn = (t.numpy().astype(np.int64) for t in (fwd.num, fwd.full_num, bwd.num, bwd.full_num))
+    G = int(fn.shape[0])
+    partial, full = int(fn.sum()), int(ffn.sum())
     cells = G * nqb * nkb
-    row = fwd.num + fwd.full_num
-    col = bwd.num + bwd.full_num
+    row = fn + ffn
+    col = bn + bfn
     return {
         "block_density": (partial + full) / cells if cells else 0.0,
         "full_blocks": full,
         "partial_blocks": partial,
         "nonempty_blocks": partial + full,
-        "heaviest_row": int(row.max()) if row.numel() else 0,
-        "heaviest_col": int(col.max()) if col.numel() else 0,
-        "mean_row": float(row.double().mean()) if row.numel() else 0.0,
+        "heaviest_row": int(row.max()) if row.size else 0,
+        "heaviest_col": int(col.max()) if col.size else 0,
+        "mean_row": float(row.mean()) if row.size else 0.0,
         "empty_rows": int((row == 0).sum()),
     }
 
