@@ -78,7 +78,11 @@ def _any_equal(values: list[Array], x: Array, d: Array) -> Array:
 
 def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
     """Boolean array: ``(p, j)`` in the concrete, head-free pattern ``node``."""
-    d = p - j
+    return _predicate(node, p, j, p - j, nk, env)
+
+
+def _predicate(node: ir.Node, p: Array, j: Array, d: Array, nk: int, env: Env) -> Array:
+    """:func:`predicate` with ``d = p - j`` computed once for the whole tree."""
 
     def v(x: ir.Int) -> int:
         return ir.eval_int(x, nk)
@@ -115,19 +119,19 @@ def predicate(node: ir.Node, p: Array, j: Array, nk: int, env: Env) -> Array:
         case ir.RandomBlocks(_, b, _):
             return _any_equal(env.key_blocks(node, p), j // v(b), d)
         case ir.Union(parts):
-            out = predicate(parts[0], p, j, nk, env)
+            out = _predicate(parts[0], p, j, d, nk, env)
             for child in parts[1:]:
-                out = out | predicate(child, p, j, nk, env)
+                out = out | _predicate(child, p, j, d, nk, env)
             return out
         case ir.Intersect(parts):
-            out = predicate(parts[0], p, j, nk, env)
+            out = _predicate(parts[0], p, j, d, nk, env)
             for child in parts[1:]:
-                out = out & predicate(child, p, j, nk, env)
+                out = out & _predicate(child, p, j, d, nk, env)
             return out
         case ir.Diff(a, b):
-            return predicate(a, p, j, nk, env) & ~predicate(b, p, j, nk, env)
+            return _predicate(a, p, j, d, nk, env) & ~_predicate(b, p, j, d, nk, env)
         case ir.Complement(a):
-            return ~predicate(a, p, j, nk, env)
+            return ~_predicate(a, p, j, d, nk, env)
         case ir.Heads():
             raise ir.PatternError("a heads(...) pattern needs the number of heads")
     raise TypeError(f"unknown pattern node {node!r}")
