@@ -3,11 +3,13 @@
     python benchmarks/bench_flex_build.py [--n 65536] [--json out.json]
 
 For each pattern, in one process: ``create_block_mask(mask_mod, ...)`` on the GPU
-(``_compile=True``, as in DESIGN.md's anchors; median of 10 after a compiling first call) with the
+(``_compile=True``, as in DESIGN.md's anchors, after a compiling first call) with the
 pattern's own ``patternc.flex.mask_mod``; ``patternc.lower.lower`` (uncached, host CPU: the plan
 as runs); "ready": lowering plus moving the runs to the GPU and expanding the forward and
-backward index tensors there (what our kernels read); ``patternc.flex.to_flex(device="cuda")``
-(uncached: the same plus padding to FlexAttention's width). Both BlockMasks are checked to list the
+backward index tensors there (what our kernels read); "move": that last part alone;
+``patternc.flex.to_flex(device="cuda")`` (uncached: the same plus padding to FlexAttention's
+width). Each is timed once per round, the rounds interleaved (``--rounds``, default 15), and the
+median of each is reported: a busy host slows all of them alike. Both BlockMasks are checked to list the
 same PARTIAL and FULL blocks. ``--all`` takes every stdlib pattern (default: a representative few).
 """
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--only", default="", help="substring filter on pattern labels")
     ap.add_argument("--all", action="store_true", help="every stdlib pattern")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median)")
     ap.add_argument("--no-cbm", action="store_true", help="skip create_block_mask (very long inputs)")
     args = ap.parse_args(argv)
     from torch.nn.attention.flex_attention import create_block_mask
@@ -85,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.get_device_name() if dev == "cuda" else dev
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {gpu} torch {torch.__version__} n={n}")
     print(f"{'pattern':60s} {'cbm ms':>8s} {'cbm 1st s':>9s} {'lower ms':>9s} {'ready ms':>9s} "
-          f"{'to_flex ms':>10s} same")
+          f"{'move ms':>8s} {'to_flex ms':>10s} same")
     rows = []
     for label, node in pats.items():
         if args.only not in label:
             continue
         G = ir.head_counts(node)
         heads = G if G > 1 else None
+        mm: object = None
         try:
             if args.no_cbm:
                 raise RuntimeError("skipped")
@@ -101,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             if dev == "cuda":
                 torch.cuda.synchronize()
             first = time.perf_counter() - t0
-            cbm = timed(lambda mm=mm, heads=heads: create_block_mask(mm, None, heads, n, n, device=dev,
-                                                                     _compile=True), 10)
         except Exception as e:  # OOM or a compile failure: report it, go on
             print(f"{label[:60]:60s} create_block_mask failed: {type(e).__name__}: {str(e)[:80]}")
-            theirs, cbm, first = None, float("nan"), float("nan")
+            theirs, first = None, float("nan")
+
+        def cbm_once(mm: object = mm, heads: int | None = heads) -> object:
+            return create_block_mask(mm, None, heads, n, n, device=dev, _compile=True)
 
         def lower_once(node: ir.Node = node, heads: int | None = heads) -> object:
             lower.cache_clear()
@@ -118,15 +123,29 @@ def main(argv: list[str] | None = None) -> int:
         def ready_once(node: ir.Node = node, heads: int | None = heads) -> object:
             return lower_once(node, heads).to(dev).expanded()  # type: ignore[attr-defined]
 
-        t_lower = timed(lower_once, 5, sync=False)
-        t_ready = timed(ready_once, 5)
-        t_flex = timed(flex_once, 5) if not args.no_cbm else float("nan")
+        def move_once(node: ir.Node = node, heads: int | None = heads) -> Callable[[], object]:
+            plan = lower_once(node, heads)  # lowered outside the timed part
+            return lambda: plan.to(dev).expanded()  # type: ignore[attr-defined]
+
+        # interleaved rounds, a median per measure: a busy host slows all of them alike
+        times: dict[str, list[float]] = {k: [] for k in ("cbm", "lower", "ready", "move", "flex")}
+        for _ in range(args.rounds):
+            if theirs is not None:
+                times["cbm"].append(timed(cbm_once, 1))
+            times["lower"].append(timed(lower_once, 1, sync=False))
+            times["ready"].append(timed(ready_once, 1))
+            times["move"].append(timed(move_once(), 1))
+            if not args.no_cbm:
+                times["flex"].append(timed(flex_once, 1))
+        cbm, t_lower, t_ready, t_move, t_flex = (statistics.median(v) if v else float("nan")
+                                                 for v in times.values())
         same = same_blocks(flex_once(), theirs) if theirs is not None else None
         rows.append({"pattern": label, "sap": node.sap(), "n": n, "create_block_mask_ms": cbm,
                      "create_block_mask_first_s": first, "lower_ms": t_lower, "ready_ms": t_ready,
+                     "move_expand_ms": t_move,
                      "to_flex_ms": t_flex, "same_blocks": same})
-        print(f"{label[:60]:60s} {cbm:8.2f} {first:9.2f} {t_lower:9.2f} {t_ready:9.2f} {t_flex:10.2f} {same}",
-              flush=True)
+        print(f"{label[:60]:60s} {cbm:8.2f} {first:9.2f} {t_lower:9.2f} {t_ready:9.2f} {t_move:8.2f} "
+              f"{t_flex:10.2f} {same}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
