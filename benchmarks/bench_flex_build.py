@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         G = ir.head_counts(node)
         heads = G if G > 1 else None
-        mm: object = None
+        mm: Any = None
         try:
             if args.no_cbm:
                 raise RuntimeError("skipped")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label[:60]:60s} create_block_mask failed: {type(e).__name__}: {str(e)[:80]}")
             theirs, first = None, float("nan")
 
-        def cbm_once(mm: object = mm, heads: int | None = heads) -> object:
+        def cbm_once(mm: Any = mm, heads: int | None = heads) -> object:
             return create_block_mask(mm, None, heads, n, n, device=dev, _compile=True)
 
         def lower_once(node: ir.Node = node, heads: int | None = heads) -> object:
