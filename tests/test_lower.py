@@ -496,16 +496,21 @@ def test_symmetry_is_decided_for_the_stdlib_shapes() -> None:
 @given(st.lists(st.integers(-5, 200), max_size=40), st.integers(1, 4), st.sampled_from([1, 3, 1000]))
 def test_random_draws_per_row_as_one_by_one(rows: list[int], r: int, spread: int) -> None:
     # tiles look their random keys up per distinct row (marked in the rows' range, or sorted)
-    from patternc.lower.predicate import _per_row
+    from patternc.lower.predicate import Drawn, _per_row
     from patternc.rng import random_keys
 
     x = np.array(rows, dtype=np.int64).reshape(-1, 1) * spread
-    got = _per_row(x, lambda q: random_keys(r, 7, q, 50))
     want = random_keys(r, 7, x.reshape(-1), 50)
-    assert len(got) == want.shape[1]
-    for t, col in enumerate(got):
-        assert col.shape == x.shape
-        np.testing.assert_array_equal(col.reshape(-1), want[:, t])
+    # the classification's draws of a range of rows, covering x or not
+    known = np.arange(-20, 300, dtype=np.int64)
+    drawn = Drawn.of(known, random_keys(r, 7, known, 50))
+    assert drawn is not None and Drawn.of(known[::2], random_keys(r, 7, known[::2], 50)) is None
+    for d in (None, drawn):
+        got = _per_row(x, lambda q: random_keys(r, 7, q, 50), d)
+        assert len(got) == want.shape[1]
+        for t, col in enumerate(got):
+            assert col.shape == x.shape
+            np.testing.assert_array_equal(col.reshape(-1), want[:, t])
 
 
 @given(st.integers(1, 60), st.integers(1, 60), block_sizes, block_sizes, st.data())

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 from patternc import ir
+from patternc.lower.predicate import Drawn
 from patternc.lower.rle import (
     EMPTY,
     FULL,
@@ -44,8 +46,10 @@ class Geometry:
     # class each); a group lists its blocks in natural order, so a natural run splits into one
     # piece per group, not per class (``fixed``: the classes with summary keys and the others)
     segments: tuple[int, ...] = ()
-    # classifications already made at this geometry (one lowering: its branches share subtrees)
-    memo: dict[object, BlockRLE] = field(default_factory=dict, compare=False, repr=False)
+    # classifications already made at this geometry (one lowering: its branches share subtrees),
+    # and the random primitives' draws by node (:class:`~patternc.lower.predicate.Drawn`), which
+    # tiles of undecided blocks look up instead of drawing again
+    memo: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def off(self) -> int:
@@ -322,6 +326,7 @@ def random(g: Geometry, r: int, seed: int) -> BlockRLE:
     """``random(r, seed)``: each query's keys from the generator, counted per block."""
     i = np.arange(g.nq, dtype=np.int64)
     keys = random_keys(r, seed, i + g.off, g.nk)
+    g.memo[ir.Random(r, seed)] = Drawn.of(i + g.off, keys)
     qb = np.repeat(i // g.bq, keys.shape[1])
     kb = keys.reshape(-1) // g.bk
     return _points(g, qb, kb, np.ones(kb.size))
@@ -337,7 +342,9 @@ def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
     B = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count - first, count)
     rows = np.minimum(p1[pq], B * b + b - 1) - np.maximum(p0[pq], B * b) + 1
     uniq, inv = np.unique(B, return_inverse=True)
-    chosen = random_key_blocks(r, b, seed, uniq, g.nk)[inv.reshape(-1)]  # [pairs, k]
+    table = random_key_blocks(r, b, seed, uniq, g.nk)
+    g.memo[ir.RandomBlocks(r, b, seed)] = Drawn.of(uniq, table)
+    chosen = np.take(table, inv.reshape(-1), axis=0)  # [pairs, k] (a take: rows of a 2-D index cost more)
     kq = chosen.shape[1]
     pq, rows, K = np.repeat(pq, kq), np.repeat(rows, kq), chosen.reshape(-1)
     k0, k1 = K * b, np.minimum(K * b + b, g.nk) - 1

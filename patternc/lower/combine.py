@@ -371,7 +371,7 @@ def _evaluate(node: ir.Node, g: B.Geometry, qb: np.ndarray, kb: np.ndarray, ti: 
     """(any, all) of the predicate over cells ``(ti, tj)`` of each block (broadcastable offsets,
     clipped to the block: short edge tiles repeat their last row / column, which changes neither)."""
     anys, alls = np.empty(qb.size, dtype=bool), np.empty(qb.size, dtype=bool)
-    env = NumpyEnv(g.nk)
+    env = NumpyEnv(g.nk, g.memo)
     cells = int(np.prod(np.broadcast_shapes(ti.shape, tj.shape)))
     step = max(1, budget // max(cells, 1))
     for lo in range(0, qb.size, step):

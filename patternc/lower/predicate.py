@@ -11,6 +11,7 @@ lowering and builds FlexAttention's ``mask_mod``. Random primitives read their k
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,25 +33,50 @@ class Env(Protocol):
 class NumpyEnv:
     """Draws random keys straight from the generator (for tiles of the lowering)."""
 
-    def __init__(self, nk: int) -> None:
+    def __init__(self, nk: int, drawn: dict[object, Any] | None = None) -> None:
         self.nk = nk
+        # rows already drawn for this geometry (``Drawn`` by node, from the classification)
+        self.drawn = drawn if drawn is not None else {}
 
     def keys(self, node: ir.Random, p: Array) -> list[Array]:
-        return _per_row(np.asarray(p), lambda rows: random_keys(int(node.r), int(node.seed), rows, self.nk))
+        return _per_row(np.asarray(p), lambda rows: random_keys(int(node.r), int(node.seed), rows, self.nk),
+                        self.drawn.get(node))
 
     def key_blocks(self, node: ir.RandomBlocks, p: Array) -> list[Array]:
         r, b, seed = int(node.r), int(node.b), int(node.seed)
-        return _per_row(np.asarray(p) // b, lambda rows: random_key_blocks(r, b, seed, rows, self.nk))
+        return _per_row(np.asarray(p) // b, lambda rows: random_key_blocks(r, b, seed, rows, self.nk),
+                        self.drawn.get(node))
 
 
-def _per_row(rows: np.ndarray, draw: Callable[[np.ndarray], np.ndarray]) -> list[Array]:
+@dataclass(frozen=True)
+class Drawn:
+    """A generator's draws for the consecutive rows ``first, first + 1, ...``: ``cols[t]`` holds
+    draw ``t`` of each row."""
+
+    first: int
+    cols: np.ndarray  # [draws, rows]
+
+    @staticmethod
+    def of(rows: np.ndarray, table: np.ndarray) -> Drawn | None:
+        """From the draws ``table`` ``[len(rows), draws]`` of sorted distinct ``rows``, if consecutive."""
+        if rows.size == 0 or int(rows[-1]) - int(rows[0]) + 1 != rows.size:
+            return None
+        return Drawn(int(rows[0]), np.ascontiguousarray(table.T))
+
+
+def _per_row(rows: np.ndarray, draw: Callable[[np.ndarray], np.ndarray],
+             drawn: Drawn | None = None) -> list[Array]:
     """``draw`` (a pure function of each row) at every entry of ``rows``, one array per column of
-    its result, drawn once per distinct row. The distinct rows of a few tiles span a short range:
-    marking them in it is linear, sorting the entries (``np.unique``) is not."""
+    its result: looked up in ``drawn`` when it holds every row, else drawn once per distinct row.
+    The distinct rows of a few tiles span a short range: marking them in it is linear, sorting
+    the entries (``np.unique``) is not."""
     flat = rows.reshape(-1)
     if flat.size == 0:
         return [np.zeros(rows.shape, dtype=np.int64) for _ in range(draw(flat).shape[1])]
     lo, hi = int(flat.min()), int(flat.max())
+    if drawn is not None and drawn.first <= lo and hi < drawn.first + drawn.cols.shape[1]:
+        at = rows - drawn.first
+        return [col[at] for col in drawn.cols]
     if hi - lo < 4 * flat.size:
         present = np.zeros(hi - lo + 1, dtype=bool)
         present[flat - lo] = True
