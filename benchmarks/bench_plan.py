@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             s = plan.stats
             rows.append({"pattern": label, "sap": node.sap(), "n": n, "block": args.block, "ms": ms,
                          "branches_ms": br, **s})
-            print(f"{label[:64]:64s} {n:8d} {ms:8.1f} {br:8.1f} {s['block_density']:8.4f} "
+            print(f"{label[:64]:64s} {n:8d} {ms:8.2f} {br:8.2f} {s['block_density']:8.4f} "
                   f"{s['nonempty_blocks']:9d} "
                   f"{s['heaviest_row']:5d}/{s['heaviest_col']:<5d}", flush=True)
     if args.json:
