@@ -208,7 +208,8 @@ def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np
     per_row = np.bincount(rows, minlength=R)
     before = np.cumsum(per_row) - per_row  # blocks in earlier rows
     head = 2 * before + np.arange(R, dtype=np.int64)  # slot of each row's start
-    slot = head[rows] + 1 + 2 * (np.arange(n, dtype=np.int64) - before[rows])
+    # block k (the t-th of its row) sits at head[row] + 1 + 2 t = row + 1 + 2 k: no gathers
+    slot = rows + 1 + 2 * np.arange(n, dtype=np.int64)
     r = np.repeat(np.arange(R, dtype=np.int64), 1 + 2 * per_row)
     c = np.zeros(R + 2 * n, dtype=np.int64)
     st = np.full(R + 2 * n, background, dtype=np.uint8)
