@@ -5,6 +5,9 @@ autograd engine's own cost), plus ``do_bench`` medians. bf16, B=1, H=16, D=64.
 
     HOST_N=4096 HOST_PATTERNS='block_local/block_local;longformer/longformer;causal' \\
         python benchmarks/dev/host_overhead.py
+
+``HOST_PROFILE=1``: instead, profile (cProfile) 50 backward calls per pattern with the GPU kept
+busy, and write the top functions to ``$OUT/profile_<pattern>.txt``.
 """
 
 from __future__ import annotations
@@ -107,6 +110,32 @@ def measure(node: Any, flex: Any, t: dict[str, torch.Tensor]) -> dict[str, Any]:
     return row
 
 
+def profile(node: Any, name: str, t: dict[str, torch.Tensor]) -> None:
+    """cProfile of 50 backward calls through autograd (the GPU kept busy: host time only)."""
+    import cProfile
+    import io
+    import pstats
+
+    grads = (t["qg"], t["kg"], t["vg"])
+    fn = grad_of(patternc.attention(*grads, node), grads, t["do"])
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    torch.cuda._sleep(int(1.7e9 * 0.2))
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(50):
+        fn()
+    prof.disable()
+    torch.cuda.synchronize()
+    text = io.StringIO()
+    for key in ("tottime", "cumulative"):
+        pstats.Stats(prof, stream=text).sort_stats(key).print_stats(40)
+    path = os.path.join(os.environ.get("OUT", "."), f"profile_{name.replace('/', '_')}.txt")
+    with open(path, "w") as f:
+        f.write(text.getvalue())
+
+
 def main() -> None:
     import torch._dynamo.config
     from torch.nn.attention.flex_attention import flex_attention
@@ -118,6 +147,10 @@ def main() -> None:
     t = {name: torch.randn(B, H, N, D, device="cuda", dtype=DT) for name in ("q", "k", "v", "do")}
     t.update({name + "g": t[name].detach().requires_grad_() for name in ("q", "k", "v")})
     grads = (t["qg"], t["kg"], t["vg"])
+    if os.environ.get("HOST_PROFILE") == "1":
+        for text in PATTERNS:
+            profile(node_of(text), text, t)
+        return
     rows: list[dict[str, Any]] = [{"what": "trivial autograd.Function",
                                    "bwd_host_us": host_us(grad_of(Trivial.apply(*grads)[0], grads, t["do"]))}]
     print(rows[0], flush=True)
