@@ -60,11 +60,6 @@ class Runs:
         width = int((pos + count).max()) if count.numel() else 0
         return Runs(g, row, pos, start, count, step, total, width, sort_rows)
 
-    def with_tensors(self, cols: Sequence[torch.Tensor]) -> Runs:
-        """The same runs as ``(g, row, pos, start, count, step)`` tensors (on another device)."""
-        g, row, pos, start, count, step = cols
-        return Runs(g, row, pos, start, count, step, self.total, self.width, self.sort_rows)
-
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
@@ -183,7 +178,8 @@ class BlockTables:
     come from ``runs``; ``full_num`` / ``full_idx`` / ``full_runs`` the same for FULL blocks.
     Forward rows are query blocks listing key blocks; the transposed tables (backward dK/dV) have
     key-block rows listing query blocks. ``expansion``: where moved tables get their index tensors
-    (one program shared by both directions of a moved :class:`Plan`, ``slot`` 0 or 1 in it).
+    (one program shared by both directions of a moved :class:`Plan`, ``slot`` 0 or 1 in it); moved
+    tables keep their runs on the host.
 
         >>> t = BlockTables.from_lists(torch.tensor([[1, 2]]), torch.tensor([[[3, 0], [0, 1]]]),
         ...                            torch.tensor([[0, 0]]), torch.zeros(1, 2, 0, dtype=torch.int32))
@@ -226,30 +222,24 @@ class BlockTables:
         """FULL block indices, int32 ``[G, rows, max full_num]``."""
         return self._expanded[1]
 
-    def tensors(self) -> list[torch.Tensor]:
-        return [self.num, *self.runs.tensors(), self.full_num, *self.full_runs.tensors()]
-
-    def with_tensors(self, ts: Sequence[torch.Tensor], expansion: Expansion | None = None,
-                     slot: int = 0) -> BlockTables:
-        """The same tables from :meth:`tensors`' list (on another device)."""
-        return BlockTables(ts[0], self.runs.with_tensors(ts[1:7]), ts[7],
-                           self.full_runs.with_tensors(ts[8:14]), expansion, slot)
-
     def to(self, device: torch.device | str) -> BlockTables:
         """These tables on ``device``: ``self`` if they are there already (keeping the expanded
-        index tensors), else a copy of the runs (expanded there on first access)."""
+        index tensors), else their counts and expansion program moved there (the index tensors
+        are expanded there on first access)."""
         if on_device(self.num, device):
             return self
         return _moved([self], device)[0]
 
 
 def _moved(tables: Sequence[BlockTables], device: torch.device | str) -> list[BlockTables]:
-    """``tables`` and one expansion program for all of them, on ``device`` in one copy."""
+    """``tables`` with their counts and one expansion program for all of them on ``device``, in one
+    copy. The runs stay where they are (the host): nothing on the device reads them, and moving
+    their 24 small tensors cost more host time than the rest of the copy."""
     exp = Expansion.of([pair for t in tables for pair in t.items()])
-    ts = move([x for t in tables for x in t.tensors()] + [exp.prog], device)
-    out = [t.with_tensors(ts[14 * i:14 * i + 14]) for i, t in enumerate(tables)]
-    exp = exp.with_tensors(ts[-1], [n for t in out for n in (t.num, t.full_num)])
-    return [replace(t, expansion=exp, slot=i) for i, t in enumerate(out)]
+    ts = move([n for t in tables for n in (t.num, t.full_num)] + [exp.prog], device)
+    exp = exp.with_tensors(ts[-1], ts[:-1])
+    return [replace(t, num=ts[2 * i], full_num=ts[2 * i + 1], expansion=exp, slot=i)
+            for i, t in enumerate(tables)]
 
 
 def move(tensors: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor]:
@@ -308,7 +298,8 @@ class Plan:
         if on_device(self.forward.num, device) and on_device(self.backward.num, device):
             return self
         f, b = self.forward, self.backward
-        if all(x is y for x, y in zip(f.tensors(), b.tensors())):  # symmetric: one set of tables
+        if all(x is y for pf, pb in zip(f.items(), b.items()) for x, y in zip(pf, pb)):  # symmetric
+            # (the lowering reused the forward tables as the transposed ones): one set to move
             fwd = _moved([f], device)[0]
             return replace(self, forward=fwd, backward=replace(fwd))
         fwd, bwd = _moved([f, b], device)

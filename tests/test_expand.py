@@ -61,3 +61,18 @@ def test_a_symmetric_plan_moves_and_expands_one_set_of_tables(source: str, mirro
     assert moved.forward.expansion is not None
     assert len(moved.forward.expansion.shapes) == (2 if mirrored else 4)
     assert moved.backward.slot == (0 if mirrored else 1)
+
+
+def test_a_moved_plan_carries_only_counts_and_the_program() -> None:
+    import patternc
+
+    plan = lower(patternc.pattern("causal | cols([0..3])"), 300, 300, block_q=16, block_k=16)
+    moved = plan.to("meta")
+    for a, b in ((plan.forward, moved.forward), (plan.backward, moved.backward)):
+        assert b.num.device.type == b.full_num.device.type == "meta"
+        assert b.num.dtype == a.num.dtype == torch.int32 and b.num.shape == a.num.shape
+        assert b.runs is a.runs and b.full_runs is a.full_runs  # the runs stay on the host
+    exp = moved.forward.expansion
+    assert exp is not None and exp.prog.device.type == "meta" and exp.prog.shape[0] == 4
+    tables = (moved.forward.num, moved.forward.full_num, moved.backward.num, moved.backward.full_num)
+    assert all(a is b for a, b in zip(exp.nums, tables, strict=True))
