@@ -33,6 +33,9 @@ LARGE = {
 
 def run(node: ir.Node, B: int, H: int, HKV: int, nq: int, nk: int, D: int, dtype: torch.dtype,
         seed: int = 0) -> None:
+    # printed before any launch: after an illegal memory access every later CUDA call fails, so
+    # hypothesis's report (and its shrinking) names a later example, and this line the culprit
+    print(f"run {node.sap()!r} B={B} H={H} HKV={HKV} nq={nq} nk={nk} D={D} {dtype} seed={seed}", flush=True)
     g = torch.Generator(device="cuda").manual_seed(seed)
     q = torch.randn(B, H, nq, D, device="cuda", generator=g).to(dtype).requires_grad_()
     k = torch.randn(B, HKV, nk, D, device="cuda", generator=g).to(dtype).requires_grad_()
