@@ -18,8 +18,9 @@ The lists are *stored* as arithmetic runs (:class:`Runs`: a causal row is one ru
 row one run with a step), which costs the pattern's structure, not its block count: a causal
 mask over a million tokens is 16,383 runs where its index lists are 33 million entries. The
 padded index tensors (``idx`` / ``full_idx``) are expanded from the runs on first access, on
-the device the runs live on: move the plan with ``.to(device)`` first, which packs all four tables'
-runs into one :class:`Expansion` program (one fill and one kernel launch on a GPU).
+the plan's device: move the plan with ``.to(device)`` first, which packs all four tables' runs
+into one :class:`Expansion` program and moves it with the counts (the runs stay on the host); on
+a GPU the expansion is then one fill and one kernel launch.
 """
 
 from __future__ import annotations
@@ -122,10 +123,6 @@ class Expansion:
         return Expansion(prog, sum(r.total for r, _ in items), shapes, begins, sum(sizes),
                          tuple(num for _, num in items), tuple(r.sort_rows for r, _ in items))
 
-    def with_tensors(self, prog: torch.Tensor, nums: Sequence[torch.Tensor]) -> Expansion:
-        """The same program with its tensors on another device."""
-        return Expansion(prog, self.total, self.shapes, self.begins, self.size, tuple(nums), self.sort_rows)
-
     @cached_property
     def tables(self) -> tuple[torch.Tensor, ...]:
         """The padded int32 index tensors, in the order of :meth:`of`'s items (views of one buffer)."""
@@ -214,7 +211,8 @@ class BlockTables:
 
     @property
     def idx(self) -> torch.Tensor:
-        """PARTIAL block indices, int32 ``[G, rows, max num]``, expanded from ``runs`` on their device."""
+        """PARTIAL block indices, int32 ``[G, rows, max num]``, expanded from ``runs`` on the tables'
+        device."""
         return self._expanded[0]
 
     @property
@@ -237,7 +235,7 @@ def _moved(tables: Sequence[BlockTables], device: torch.device | str) -> list[Bl
     their 24 small tensors cost more host time than the rest of the copy."""
     exp = Expansion.of([pair for t in tables for pair in t.items()])
     ts = move([n for t in tables for n in (t.num, t.full_num)] + [exp.prog], device)
-    exp = exp.with_tensors(ts[-1], ts[:-1])
+    exp = replace(exp, prog=ts[-1], nums=tuple(ts[:-1]))
     return [replace(t, num=ts[2 * i], full_num=ts[2 * i + 1], expansion=exp, slot=i)
             for i, t in enumerate(tables)]
 
