@@ -31,11 +31,11 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _hash(salt: int, seed: int, rows: np.ndarray, pool: int, step: int) -> np.ndarray:
-    h = _splitmix(np.full(rows.shape, (salt ^ (seed & _M64)) & _M64, dtype=np.uint64))
-    for v in (rows.astype(np.int64).astype(np.uint64), np.uint64(pool & _M64), np.uint64(step)):
-        h = _splitmix(h ^ v)
-    return h
+def _prefix(salt: int, seed: int, rows: np.ndarray, pool: int) -> np.ndarray:
+    """The hash state after ``(salt, seed, row, pool)``: the same for every step of a row."""
+    h = _splitmix(np.full(1, (salt ^ (seed & _M64)) & _M64, dtype=np.uint64))  # one value for all rows
+    h = _splitmix(h ^ rows.astype(np.int64).astype(np.uint64))
+    return _splitmix(h ^ np.uint64(pool & _M64))
 
 
 def sample_rows(seed: int, rows: np.ndarray, pool: int, r: int, salt: int) -> np.ndarray:
@@ -49,13 +49,41 @@ def sample_rows(seed: int, rows: np.ndarray, pool: int, r: int, salt: int) -> np
         for lo in range(0, rows.size, _CHUNK):
             part = rows[lo:lo + _CHUNK]
             chosen = out[lo:lo + _CHUNK]
+            # the hash chain's prefix does not depend on the step: computed once per chunk
+            pre = _prefix(salt, seed, part, pool)
             for s in range(k):
                 t = pool - k + s
-                x = (_hash(salt, seed, part, pool, t) % np.uint64(t + 1)).astype(np.int64)
-                dup = (chosen[:, :s] == x[:, None]).any(axis=1)
-                chosen[:, s] = np.where(dup, t, x)
-    out.sort(axis=1)
+                x = (_splitmix(pre ^ np.uint64(t)) % np.uint64(t + 1)).astype(np.int64)
+                chosen[:, s] = np.where(_taken(chosen[:, :s], x), t, x)
+    _sort_rows(out)
     return out
+
+
+def _taken(chosen: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Whether ``x`` is among each row's ``chosen`` draws (column by column for a few columns:
+    a 2-D comparison reduced along its short axis costs several times more)."""
+    if chosen.shape[1] > 8:
+        return (chosen == x[:, None]).any(axis=1)
+    dup = np.zeros(x.shape, dtype=bool)
+    for c in range(chosen.shape[1]):
+        dup |= chosen[:, c] == x
+    return dup
+
+
+_NETWORKS = {2: ((0, 1),), 3: ((0, 1), (1, 2), (0, 1)), 4: ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2))}
+"""Sorting networks for short rows: a few column minima / maxima instead of a sort per row."""
+
+
+def _sort_rows(out: np.ndarray) -> None:
+    """Sort each row of ``out`` in place."""
+    net = _NETWORKS.get(out.shape[1])
+    if net is None:
+        out.sort(axis=1)
+        return
+    for a, b in net:
+        lo = np.minimum(out[:, a], out[:, b])
+        np.maximum(out[:, a], out[:, b], out=out[:, b])
+        out[:, a] = lo
 
 
 def random_keys(r: int, seed: int, positions: np.ndarray, nk: int) -> np.ndarray:

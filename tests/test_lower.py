@@ -538,3 +538,15 @@ def test_interval_rows_as_painted_intervals(nq: int, nk: int, bq: int, bk: int, 
                 want[r, c] = rle.FULL if f_lo[r] <= j0 and j1 <= f_hi[r] else rle.PARTIAL
     np.testing.assert_array_equal(rle.to_dense(got), want)
     np.testing.assert_array_equal(got.row, rle.from_dense(want).row)  # coalesced
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 4), st.integers(1, 6), st.integers(0, 3), st.integers(1, 70), st.integers(1, 70),
+       st.integers(1, 9), st.integers(1, 3), st.booleans())
+def test_random_blocks_per_draw_and_spread(r: int, b: int, seed: int, nq: int, nk: int, bq: int, mult: int,
+                                           divides: bool) -> None:
+    # key blocks that are multiples of b take one point per draw; others spread each draw over
+    # the key blocks it meets; both are counted per block against the reference
+    bk = b * mult if divides else b * mult + 1
+    check_plan(ir.RandomBlocks(r, b, seed), nq, nk, bq, bk)
+    check_plan(ir.RandomBlocks(r, b, seed) | ir.Band(3), nq, nk, bq, bk)

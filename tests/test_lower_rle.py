@@ -25,6 +25,7 @@ def runs_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rle, "DENSE_CELLS", 0)
     monkeypatch.setattr(rle, "DENSE_MAX_CELLS", 0)
     monkeypatch.setattr(rle, "SPLICE_RATIO", rle.SPLICE_RATIO)  # restored after each test
+    monkeypatch.setattr(rle, "SPLICE_SLICES", rle.SPLICE_SLICES)
 
 
 def _dense(a: rle.BlockRLE) -> np.ndarray:
@@ -57,7 +58,7 @@ def test_single_blocks_and_split_runs(m: np.ndarray, data: st.DataObject) -> Non
     np.testing.assert_array_equal(_dense(blocks), want)
     assert blocks.runs() == rle.from_dense(want).runs(), "neighbouring equal blocks form one run"
     # splitting restates every block of the selected runs and keeps the others whole
-    # (all rows rebuilt, or only the affected rows spliced back in)
+    # (all rows rebuilt, or only the affected rows spliced back in, by slices or by inserts)
     a = rle.from_dense(m)
     mask = np.array(data.draw(st.lists(st.booleans(), min_size=a.runs(), max_size=a.runs())), dtype=bool)
     restate = {(int(r), int(c)): int(s) for (r, c), s in zip(cells, painted)}
@@ -65,8 +66,8 @@ def test_single_blocks_and_split_runs(m: np.ndarray, data: st.DataObject) -> Non
     rows, cols, _ = rle.expand(a, mask)
     for r, c in zip(rows, cols):
         want[r, c] = restate.get((int(r), int(c)), EMPTY)
-    for ratio in (0, 1 << 30):
-        rle.SPLICE_RATIO = ratio
+    for ratio, slices in ((0, 64), (1 << 30, 64), (1 << 30, 0)):
+        rle.SPLICE_RATIO, rle.SPLICE_SLICES = ratio, slices
         split = rle.split_runs(a, mask, lambda r, c: np.array([restate.get((int(x), int(y)), EMPTY)
                                                                for x, y in zip(r, c)], dtype=np.uint8))
         np.testing.assert_array_equal(_dense(split), want)

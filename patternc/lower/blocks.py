@@ -303,23 +303,36 @@ def fixed_resolve(g: Geometry, l: int, c: int, qb: np.ndarray, kb: np.ndarray) -
 # ----------------------------------------------------------------------------- random
 
 
-def _points(g: Geometry, qb: np.ndarray, kb: np.ndarray, pairs: np.ndarray) -> BlockRLE:
-    """Blocks with a known number of pattern pairs (zero pairs listed nowhere)."""
-    lin = qb * g.nkb + kb
-    # callers list blocks row by row, a few sorted runs per row: a stable sort is adaptive
-    order = np.argsort(lin, kind="stable")
-    lin = lin[order]
-    new = np.ones(lin.size, dtype=bool)
-    new[1:] = lin[1:] != lin[:-1]
-    first = np.flatnonzero(new)
-    cnt = np.add.reduceat(np.asarray(pairs, dtype=np.float64)[order], first).astype(np.int64)
-    uniq = lin[first]
-    q = uniq // g.nkb
-    k = uniq - q * g.nkb
+def _points(g: Geometry, lin: np.ndarray, pairs: np.ndarray) -> BlockRLE:
+    """Blocks ``lin = qb * nkb + kb`` with a known number of pattern pairs (repeats are summed;
+    zero pairs listed nowhere)."""
+    lin, cnt = _block_sums(lin, pairs)
+    q = lin // g.nkb
+    k = lin - q * g.nkb
     p0, p1 = g.q_span(q)
     j0, j1 = g.k_span(k)
     st = count_states(cnt, (p1 - p0 + 1) * (j1 - j0 + 1))
     return single_blocks(g.nqb, g.nkb, q, k, st, EMPTY, ordered=True)  # no pairs: not listed
+
+
+def _block_sums(lin: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys ``lin`` (sorted) and the sum of the weights ``w`` (>= 0) of each."""
+    if lin.size == 0:
+        return lin, w
+    wmax = int(w.max()) + 1
+    if int(lin.max()) < ((1 << 62) // wmax):
+        # equal keys are summed, so their order does not matter: one plain sort of the key and
+        # weight packed into one integer instead of a stable argsort and two gathers
+        key = np.sort(lin * wmax + w)
+        lin = key // wmax
+        w = key - lin * wmax
+    else:  # pragma: no cover (keys beyond 2^62 / weight)
+        order = np.argsort(lin, kind="stable")
+        lin, w = lin[order], w[order]
+    new = np.ones(lin.size, dtype=bool)
+    new[1:] = lin[1:] != lin[:-1]
+    first = np.flatnonzero(new)
+    return lin[first], np.add.reduceat(w, first)
 
 
 def random(g: Geometry, r: int, seed: int) -> BlockRLE:
@@ -329,7 +342,7 @@ def random(g: Geometry, r: int, seed: int) -> BlockRLE:
     g.memo[ir.Random(r, seed)] = Drawn.of(i + g.off, keys)
     qb = np.repeat(i // g.bq, keys.shape[1])
     kb = keys.reshape(-1) // g.bk
-    return _points(g, qb, kb, np.ones(kb.size))
+    return _points(g, qb * g.nkb + kb, np.ones(kb.size, dtype=np.int64))
 
 
 def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
@@ -341,19 +354,28 @@ def random_blocks(g: Geometry, r: int, b: int, seed: int) -> BlockRLE:
     pq = np.repeat(qb, count)
     B = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count - first, count)
     rows = np.minimum(p1[pq], B * b + b - 1) - np.maximum(p0[pq], B * b) + 1
-    uniq, inv = np.unique(B, return_inverse=True)
+    # the rows tile the positions, so their b-blocks are the consecutive integers B[0]..B[-1]
+    # (B is nondecreasing): no unique needed
+    uniq = np.arange(int(B[0]), int(B[-1]) + 1, dtype=np.int64) if B.size else B
     table = random_key_blocks(r, b, seed, uniq, g.nk)
     g.memo[ir.RandomBlocks(r, b, seed)] = Drawn.of(uniq, table)
-    chosen = np.take(table, inv.reshape(-1), axis=0)  # [pairs, k] (a take: rows of a 2-D index cost more)
+    # [pairs, k] (a take: rows of a 2-D index cost more)
+    chosen = np.take(table, B - (B[0] if B.size else 0), axis=0)
     kq = chosen.shape[1]
-    pq, rows, K = np.repeat(pq, kq), np.repeat(rows, kq), chosen.reshape(-1)
+    K = chosen.reshape(-1)
     k0, k1 = K * b, np.minimum(K * b + b, g.nk) - 1
+    if g.bk % b == 0:
+        # every key b-block lies in one key block: one point per draw, no spreading
+        lin = (pq * g.nkb)[:, None] + (k0 // g.bk).reshape(pq.size, kq)
+        w = rows[:, None] * (k1 - k0 + 1).reshape(pq.size, kq)
+        return _points(g, lin.reshape(-1), w.reshape(-1))
+    pq, rows = np.repeat(pq, kq), np.repeat(rows, kq)
     first_kb, nkb = k0 // g.bk, k1 // g.bk - k0 // g.bk + 1
     pq2 = np.repeat(pq, nkb)
     kb = np.arange(int(nkb.sum()), dtype=np.int64) - np.repeat(np.cumsum(nkb) - nkb - first_kb, nkb)
     j0, j1 = g.k_span(kb)
     cols = np.minimum(j1, np.repeat(k1, nkb)) - np.maximum(j0, np.repeat(k0, nkb)) + 1
-    return _points(g, pq2, kb, (np.repeat(rows, nkb) * cols).astype(np.float64))
+    return _points(g, pq2 * g.nkb + kb, np.repeat(rows, nkb) * cols)
 
 
 def permute(a: BlockRLE, g: Geometry) -> BlockRLE:

@@ -169,6 +169,20 @@ def split_runs(a: BlockRLE, mask: np.ndarray,
     before = np.cumsum(n) - n  # runs of the rebuilt rows before each of them
     sel = np.repeat(lo - before, n) + np.arange(int(n.sum()), dtype=np.int64)
     new = _split_all(BlockRLE(a.R, a.C, a.row[sel], a.start[sel], a.state[sel]), mask[sel], states_of)
+    if rows.size <= SPLICE_SLICES:
+        # a few rows: join slices (np.insert / np.delete cost several passes over every run)
+        nlo, nhi = np.searchsorted(new.row, rows), np.searchsorted(new.row, rows, side="right")
+        cuts = np.stack([np.append(0, hi), np.append(lo, a.runs())], axis=1).tolist()
+        made = np.stack([nlo, nhi], axis=1).tolist()
+
+        def joined(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            pieces = [x[cuts[0][0]:cuts[0][1]]]
+            for (u, v), (p, q) in zip(made, cuts[1:]):
+                pieces += [y[u:v], x[p:q]]
+            return np.concatenate(pieces)
+
+        return BlockRLE(a.R, a.C, joined(a.row, new.row), joined(a.start, new.start),
+                        joined(a.state, new.state))
     at = (lo - before)[np.searchsorted(rows, new.row)]  # where the row sits among the kept runs
     row, start, state = (np.insert(np.delete(x, sel), at, y) for x, y in
                          ((a.row, new.row), (a.start, new.start), (a.state, new.state)))
@@ -177,6 +191,8 @@ def split_runs(a: BlockRLE, mask: np.ndarray,
 
 SPLICE_RATIO = 16
 """:func:`split_runs` rebuilds only the affected rows when at most one run in this many is split."""
+SPLICE_SLICES = 64
+""":func:`split_runs` joins slices when at most this many rows are rebuilt."""
 
 
 def _split_all(a: BlockRLE, mask: np.ndarray,
