@@ -111,7 +111,9 @@ def _union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     order = np.argsort(k, kind="stable")
     k = k[order]
     from_a = (order < a.size).astype(np.int64)  # a cumulative sum of bools is several times slower
+    del order  # temporaries go early: at 1M tokens fresh memory costs page faults
     ia = np.cumsum(from_a) - 1
+    del from_a
     last = np.ones(k.size, dtype=bool)
     last[:-1] = k[1:] != k[:-1]
     i = np.flatnonzero(last)
@@ -148,7 +150,8 @@ def expand(a: BlockRLE, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.
     n = stop - start
     total = int(n.sum())
     first = np.cumsum(n) - n
-    cols = np.arange(total, dtype=np.int64) - np.repeat(first - start, n)
+    cols = np.arange(total, dtype=np.int64)
+    cols -= np.repeat(first - start, n)
     return np.repeat(row, n), cols, np.repeat(state, n)
 
 
@@ -222,14 +225,9 @@ def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np
     # per block of the row the block and the background after it
     n = rows.size
     per_row = np.bincount(rows, minlength=R)
-    before = np.cumsum(per_row) - per_row  # blocks in earlier rows
-    head = 2 * before + np.arange(R, dtype=np.int64)  # slot of each row's start
+    head = 2 * (np.cumsum(per_row) - per_row) + np.arange(R, dtype=np.int64)  # slot of each row's start
     # block k (the t-th of its row) sits at head[row] + 1 + 2 t = row + 1 + 2 k: no gathers
     slot = rows + 1 + 2 * np.arange(n, dtype=np.int64)
-    r = np.repeat(np.arange(R, dtype=np.int64), 1 + 2 * per_row)
-    c = np.zeros(R + 2 * n, dtype=np.int64)
-    st = np.full(R + 2 * n, background, dtype=np.uint8)
-    c[slot], c[slot + 1], st[slot] = cols, cols + 1, states
     keep = np.ones(R + 2 * n, dtype=bool)
     keep[head[rows[np.flatnonzero(cols == 0)]]] = False  # a block at column 0 replaces its row's start
     # after each block, back to the background unless the next block of the row follows it;
@@ -239,8 +237,19 @@ def single_blocks(R: int, C: int, rows: np.ndarray, cols: np.ndarray, states: np
     after[:-1] &= ~follows
     keep[slot + 1] = after
     keep[slot[1:][follows & (states[1:] == states[:-1])]] = False
+    del follows, after
+    # the slot arrays are built after the selection and dropped one by one (fresh memory is
+    # page-faulted: at 1M tokens the transpose's peak costs more than its passes); every row
+    # keeps a slot (its start or its block at column 0), so the rows come from the kept counts
     i = np.flatnonzero(keep)
-    return BlockRLE(R, C, r[i], c[i], st[i])
+    r = np.repeat(np.arange(R, dtype=np.int64), np.add.reduceat(keep, head, dtype=np.int64))
+    del keep
+    c = np.zeros(R + 2 * n, dtype=np.int64)
+    c[slot], c[slot + 1] = cols, cols + 1
+    c = c[i]
+    st = np.full(R + 2 * n, background, dtype=np.uint8)
+    st[slot] = states
+    return BlockRLE(R, C, r, c, st[i])
 
 
 def from_dense(states: np.ndarray) -> BlockRLE:
@@ -287,7 +296,9 @@ def _transpose_blocks(a: BlockRLE) -> BlockRLE:
     R, C = a.R, a.C
     rows, cols, states = expand(a, a.state != EMPTY)  # row-major
     order = _by_column(cols, C)  # transposed rows, columns ascending in each
-    return single_blocks(C, R, cols[order], rows[order], states[order], EMPTY, ordered=True)
+    t_rows, t_cols, t_states = cols[order], rows[order], states[order]
+    del rows, cols, states, order  # a lower peak: fresh memory costs page faults at 1M tokens
+    return single_blocks(C, R, t_rows, t_cols, t_states, EMPTY, ordered=True)
 
 
 def transpose(a: BlockRLE) -> BlockRLE:
