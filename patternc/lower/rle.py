@@ -111,9 +111,7 @@ def _union_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     order = np.argsort(k, kind="stable")
     k = k[order]
     from_a = (order < a.size).astype(np.int64)  # a cumulative sum of bools is several times slower
-    del order  # temporaries go early: at 1M tokens fresh memory costs page faults
     ia = np.cumsum(from_a) - 1
-    del from_a
     last = np.ones(k.size, dtype=bool)
     last[:-1] = k[1:] != k[:-1]
     i = np.flatnonzero(last)
