@@ -494,6 +494,16 @@ def map_children(node: Node, fn) -> Node:  # type: ignore[no-untyped-def]
     return node
 
 
+def map_children_or_none(node: Node, fn) -> Node | None:  # type: ignore[no-untyped-def]
+    """:func:`map_children` for a partial ``fn``: None as soon as ``fn`` has no result (None) for
+    one of the children."""
+    kids = [fn(c) for c in node.children()]
+    if any(k is None for k in kids):
+        return None
+    it = iter(kids)
+    return map_children(node, lambda _: next(it))
+
+
 def head_counts(node: Node) -> int:
     """The least common multiple of the sizes of every ``heads(...)``: the number of distinct
     head groups. Head ``h`` of ``H`` belongs to group ``h * L // H`` (exact for every nested

@@ -124,11 +124,7 @@ def gathered(node: ir.Node, r: int) -> ir.Node | None:
             case ir.Strided(s) if r % int(s) == 0:
                 return ir.Full()
             case ir.Union() | ir.Intersect() | ir.Diff() | ir.Complement():
-                kids = [go(c) for c in n.children()]
-                if any(k is None for k in kids):
-                    return None
-                it = iter(kids)
-                return ir.map_children(n, lambda _: next(it))
+                return ir.map_children_or_none(n, go)
         return None
 
     return go(node)

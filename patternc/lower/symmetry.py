@@ -30,11 +30,7 @@ def mirror(node: ir.Node) -> ir.Node | None:
         case ir.Random(r, _) | ir.RandomBlocks(r, _, _) if r == 0:
             return node  # no keys drawn: empty
         case ir.Union() | ir.Intersect() | ir.Diff() | ir.Complement():
-            kids = [mirror(c) for c in node.children()]
-            if any(k is None for k in kids):
-                return None
-            it = iter(kids)
-            return ir.map_children(node, lambda _: next(it))
+            return ir.map_children_or_none(node, mirror)
     return None
 
 
