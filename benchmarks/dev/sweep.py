@@ -32,6 +32,15 @@ D = int(os.environ.get("SWEEP_D", "64"))
 DEADLINE = float(os.environ.get("SWEEP_DEADLINE", "240"))
 PATTERNS = os.environ.get("SWEEP_PATTERNS", "window(256, 0);causal").split(";")
 BWD = os.environ.get("SWEEP_BWD", "1") == "1"
+MODES = os.environ.get("SWEEP_MODES", "auto,off").split(",")
+# extra candidates beyond autotune's lists, ';'-separated tuples: SWEEP_EXTRA_FWD='128,64,8,3;64,64,4,2'
+
+
+def configs(var: str) -> list[tuple[int, ...]]:
+    return [tuple(int(x) for x in c.split(",")) for c in os.environ.get(var, "").split(";") if c]
+
+
+EXTRA_FWD, EXTRA_BWD = configs("SWEEP_EXTRA_FWD"), configs("SWEEP_EXTRA_BWD")
 B, H, DT = 1, 16, torch.bfloat16
 
 
@@ -73,8 +82,8 @@ def main() -> None:
         if BWD:
             row["flex_bwd"] = bench(torch.autograd.grad, fo, (qg, kg, vg), do, retain_graph=True)
         fwd: dict[str, Any] = {}
-        for mode in ("auto", "off"):
-            for c in autotune.FORWARD_CANDIDATES[64 if D <= 64 else 128]:
+        for mode in MODES:
+            for c in [*autotune.FORWARD_CANDIDATES[64 if D <= 64 else 128], *EXTRA_FWD]:
                 cfg = ForwardConfig(*c)
                 try:
                     out, _ = forward(q, k, v, node, config=cfg, residue_mode=mode)
@@ -89,8 +98,9 @@ def main() -> None:
         if BWD:
             out, lse = forward(q, k, v, node)
             bwd: dict[str, Any] = {}
-            cands = [None, *autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128]]
-            for mode in ("auto", "off"):
+            cands: list[tuple[int, ...] | None] = [None, *autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128],
+                                                   *EXTRA_BWD]
+            for mode in MODES:
                 for c in cands:
                     cfg_b = None if c is None else BackwardConfig(*c)
                     try:

@@ -1,0 +1,103 @@
+"""Where a backward's time goes (session 5, issue #6): per pattern, the backward timed as the suite
+times it (``torch.autograd.grad`` through ``patternc.attention``), as a direct call of
+``runtime.backward``, FlexAttention's beside them, and the CUDA kernels of a few autograd
+backwards under ``torch.profiler`` (name, count, mean us).
+
+    PROBE_N=16384 PROBE_D=64 PROBE_PATTERNS='sparse_transformer/sparse_transformer_block' \
+        python benchmarks/dev/probe_bwd.py
+
+Rows go to stdout and ``$OUT/probe_bwd_n{N}_d{D}.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+import triton
+
+import patternc
+from patternc import ir
+from patternc.runtime.backward import backward
+from patternc.runtime.forward import forward
+
+N = int(os.environ.get("PROBE_N", "16384"))
+D = int(os.environ.get("PROBE_D", "64"))
+PATTERNS = os.environ.get("PROBE_PATTERNS", "sparse_transformer/sparse_transformer_block").split(";")
+B, H, DT = 1, 16, torch.bfloat16
+
+
+def bench(fn: Any) -> float:
+    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def node_of(text: str) -> ir.Node:
+    if "/" in text:
+        path, name = text.split("/")
+        return patternc.load(f"patternc/stdlib_patterns/{path}.sap")[name]()
+    return patternc.pattern(text)
+
+
+def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
+    """CUDA kernels of ``reps`` calls: name -> (count per call, mean us)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+    acc: dict[str, list[float]] = defaultdict(list)
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            acc[e.name[:60]].append(e.device_time)
+    return {k: (len(v) // reps, sum(v) / len(v)) for k, v in acc.items()}
+
+
+def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+          do: torch.Tensor) -> dict[str, Any]:
+    from patternc.flex import to_flex
+
+    node = node_of(text)
+    heads = H if ir.head_counts(node) > 1 else None
+    bm = to_flex(node, N, heads=heads, device="cuda")
+    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    o = patternc.attention(qg, kg, vg, node)
+    fo = flex(qg, kg, vg, block_mask=bm)
+
+    def grad(out: torch.Tensor) -> Any:
+        return torch.autograd.grad(out, (qg, kg, vg), do, retain_graph=True)
+
+    out, lse = forward(q, k, v, node)
+    return {"pattern": text, "n": N, "d": D,
+            "ours_fwd": bench(lambda: forward(q, k, v, node)),
+            "flex_fwd": bench(lambda: flex(q, k, v, block_mask=bm)),
+            "ours_bwd_autograd": bench(lambda: grad(o)),
+            "ours_bwd_direct": bench(lambda: backward(q, k, v, out, lse, do, node)),
+            "flex_bwd_autograd": bench(lambda: grad(fo)),
+            "ours_kernels": kernels(lambda: grad(o)),
+            "flex_kernels": kernels(lambda: grad(fo))}
+
+
+def main() -> None:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    flex = torch.compile(flex_attention, dynamic=False)
+    torch.manual_seed(0)
+    q, k, v, do = (torch.randn(B, H, N, D, device="cuda", dtype=DT) for _ in range(4))
+    rows = []
+    for text in PATTERNS:
+        row = probe(text, flex, q, k, v, do)
+        print(json.dumps(row, indent=1), flush=True)
+        rows.append(row)
+        with open(os.path.join(os.environ.get("OUT", "."), f"probe_bwd_n{N}_d{D}.json"), "w") as f:
+            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "triton": triton.__version__, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
