@@ -98,8 +98,8 @@ def main() -> None:
         if BWD:
             out, lse = forward(q, k, v, node)
             bwd: dict[str, Any] = {}
-            cands: list[tuple[int, ...] | None] = [None, *autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128],
-                                                   *EXTRA_BWD]
+            listed = autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128]
+            cands: list[tuple[int, ...] | None] = [None, *listed, *EXTRA_BWD]
             for mode in MODES:
                 for c in cands:
                     cfg_b = None if c is None else BackwardConfig(*c)
