@@ -101,16 +101,16 @@ def main() -> None:
             listed = autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128]
             cands: list[tuple[int, ...] | None] = [None, *listed, *EXTRA_BWD]
             for mode in MODES:
-                for c in cands:
-                    cfg_b = None if c is None else BackwardConfig(*c)
+                for cb in cands:
+                    cfg_b = None if cb is None else BackwardConfig(*cb)
                     try:
                         g = backward(q, k, v, out, lse, do, node, config=cfg_b, residue_mode=mode)
                         err = max(float((a.float() - b.float()).abs().max() / b.float().abs().max())
                                   for a, b in zip(g, gref))
                         t = bench(backward, q, k, v, out, lse, do, node, config=cfg_b, residue_mode=mode)
-                        bwd[f"{mode} {c or 'default'}"] = (t, err)
+                        bwd[f"{mode} {cb or 'default'}"] = (t, err)
                     except Exception as e:
-                        bwd[f"{mode} {c or 'default'}"] = (None, repr(e)[:120])
+                        bwd[f"{mode} {cb or 'default'}"] = (None, repr(e)[:120])
             row["bwd"] = bwd
         rows.append(row)
         best_f = min((t for t, _ in fwd.values() if t is not None), default=None)
