@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -23,6 +24,9 @@ import patternc
 from patternc import ir
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import forward
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from suite import configure_dynamo
 
 N = int(os.environ.get("PROBE_N", "16384"))
 D = int(os.environ.get("PROBE_D", "64"))
@@ -84,6 +88,7 @@ def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
 
 def main() -> None:
+    configure_dynamo()
     from torch.nn.attention.flex_attention import flex_attention
 
     flex = torch.compile(flex_attention, dynamic=False)

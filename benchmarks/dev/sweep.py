@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,9 @@ from patternc.codegen.backward import BackwardConfig
 from patternc.runtime import autotune
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import ForwardConfig, forward
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from suite import configure_dynamo
 
 T0 = time.perf_counter()
 N = int(os.environ.get("SWEEP_N", "65536"))
@@ -41,6 +45,7 @@ def configs(var: str) -> list[tuple[int, ...]]:
 
 
 EXTRA_FWD, EXTRA_BWD = configs("SWEEP_EXTRA_FWD"), configs("SWEEP_EXTRA_BWD")
+LISTED = os.environ.get("SWEEP_LISTED", "1") == "1"  # 0: only the extra candidates and the default
 B, H, DT = 1, 16, torch.bfloat16
 
 
@@ -58,6 +63,7 @@ def node_of(text: str) -> ir.Node:
 
 
 def main() -> None:
+    configure_dynamo()
     from torch.nn.attention.flex_attention import flex_attention
 
     from patternc.flex import to_flex
@@ -83,7 +89,7 @@ def main() -> None:
             row["flex_bwd"] = bench(torch.autograd.grad, fo, (qg, kg, vg), do, retain_graph=True)
         fwd: dict[str, Any] = {}
         for mode in MODES:
-            for c in [*autotune.FORWARD_CANDIDATES[64 if D <= 64 else 128], *EXTRA_FWD]:
+            for c in [*(autotune.FORWARD_CANDIDATES[64 if D <= 64 else 128] if LISTED else ()), *EXTRA_FWD]:
                 cfg = ForwardConfig(*c)
                 try:
                     out, _ = forward(q, k, v, node, config=cfg, residue_mode=mode)
@@ -98,7 +104,7 @@ def main() -> None:
         if BWD:
             out, lse = forward(q, k, v, node)
             bwd: dict[str, Any] = {}
-            listed = autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128]
+            listed = autotune.BACKWARD_CANDIDATES[64 if D <= 64 else 128] if LISTED else ()
             cands: list[tuple[int, ...] | None] = [None, *listed, *EXTRA_BWD]
             for mode in MODES:
                 for cb in cands:
