@@ -72,6 +72,21 @@ def test_band_keeps_64_and_causal_128(D: int) -> None:
 
 
 @pytest.mark.usefixtures("on_h100")
+def test_short_rows_take_two_stages() -> None:
+    # block-local rows are 4 tiles, band(256) 9-10: two stages; Longformer's global rows visit every
+    # block, causal is dense (128x128): unchanged
+    bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
+    for n in (4096, 65536):
+        for node in (bl["block_local"](), bl["block_local_causal"](), ir.Band(256)):
+            assert forward_choice(node, n) == fwd.ForwardConfig(64, 64, 4, 2)
+        longformer = ir.Band(256) | ir.Global(ir.TokenList.of(0, 1, 2))
+        assert forward_choice(longformer, n) == fwd.default_config(n, n, 64, BF16, False)
+        assert forward_choice(ir.Causal(), n) == fwd.DENSE_D64
+    assert forward_choice(ir.Band(256), 65536, D=128) == fwd.default_config(65536, 65536, 128, BF16, False)
+    assert tiles.forward_stages(ir.Band(1100), 65536, 65536, 16, (64, 64, 4, 3)) == (64, 64, 4, 3)
+
+
+@pytest.mark.usefixtures("on_h100")
 def test_model_off_keeps_the_rules() -> None:
     tiles.enable(False)
     try:

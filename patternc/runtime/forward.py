@@ -98,7 +98,8 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
     ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and ``head_dim <= 128``, where most
     blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer. On GPUs with
     Hopper's shared memory, a candidate that the plan's tile counts predict clearly faster
-    replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``)."""
+    replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), and short
+    rows take two pipeline stages (``tiles.forward_stages``)."""
     if interpreting() or dtype == torch.float32 or head_dim > 128 or nq < 128 or nk < 128:
         return cfg
     if not large_smem(device):
@@ -109,7 +110,9 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
     from patternc.runtime import tiles
 
     rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
-    best = tiles.choose(ir.concretize(node, nk), nq, nk, heads, head_dim, rule, False)
+    node_c = ir.concretize(node, nk)
+    best = tiles.choose(node_c, nq, nk, heads, head_dim, rule, False)
+    best = tiles.forward_stages(node_c, nq, nk, heads, best)
     return cfg if best == rule else ForwardConfig(*best)
 
 

@@ -91,6 +91,15 @@ BACKWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
     (64, 16, 32, 16, 64, 16, 4, 2): (64, 16, 64, 16, 64, 16, 4, 2)}
 MARGIN = 1.2  # a candidate replaces the rule-based config when predicted this much faster
 UNFITTED_MARGIN = 1.5
+SHORT_ROWS = 32
+"""Forward rows of at most this many tiles (the plan's heaviest query-block row) run the D=64 rule's
+64x64 tiles with two pipeline stages instead of three: a third stage only pays on long rows, and
+costs shared memory (one CTA less per SM). H100, bf16, D=64, 64k tokens
+(``benchmarks/results/sweep_stages_h100_2026-11-22_s5_n65536_d64.json``), three -> two stages:
+``block_local`` 0.299 -> 0.289 ms, ``block_local_causal`` / ``sparse_transformer_block`` 0.300 ->
+0.255, ``band(256)`` 0.510 -> 0.495, ``window(256, 0)`` 0.350 -> 0.341; rows with global keys
+(Longformer 0.653 -> 0.815, star, ``band | global``) slower, 65-tile rows (``sliding_window_causal``)
+the same."""
 
 
 def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
@@ -148,6 +157,15 @@ def choose(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, default: 
     ``default`` (the rule-based config) by the margin, else ``default``. Patterns run with residue
     classes keep ``default``; so does everything when the model is off (:func:`enabled`)."""
     return _choose(node, nq, nk, heads, head_dim, default, backward) if enabled() else default
+
+
+def forward_stages(node: ir.Node, nq: int, nk: int, heads: int, cfg: tuple[int, ...]) -> tuple[int, ...]:
+    """``cfg`` (a forward config tuple) with two pipeline stages where it is the D=64 rule's
+    ``(64, 64, 4, 3)`` and every query row of concrete ``node``'s plan is short (``SHORT_ROWS``);
+    unchanged otherwise and when the model is off."""
+    if not enabled() or cfg != (64, 64, 4, 3):
+        return cfg
+    return (64, 64, 4, 2) if counts(node, nq, nk, 64, 64, heads).heaviest <= SHORT_ROWS else cfg
 
 
 def lower_bound(c: Counts, default: tuple[int, int], shape: tuple[int, int], cost: TileCost, nq: int,
