@@ -72,18 +72,27 @@ def test_band_keeps_64_and_causal_128(D: int) -> None:
 
 
 @pytest.mark.usefixtures("on_h100")
-def test_short_rows_take_two_stages() -> None:
-    # block-local rows are 4 tiles, band(256) 9-10: two stages; Longformer's global rows visit every
-    # block, causal is dense (128x128): unchanged
+def test_short_and_long_rows() -> None:
+    # block-local rows are 4 tiles, band(256) 9-10: two stages at D=64, 32-key blocks at D=128
+    # (rows of 4 tiles only); Longformer's global rows visit every block; causal is dense
+    # (128x128); a 4096-key causal window averages ~64 tiles a row: 128x128 at D=128 only
     bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
+    window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
+    longformer = ir.Band(256) | ir.Global(ir.TokenList.of(0, 1, 2))
     for n in (4096, 65536):
         for node in (bl["block_local"](), bl["block_local_causal"](), ir.Band(256)):
             assert forward_choice(node, n) == fwd.ForwardConfig(64, 64, 4, 2)
-        longformer = ir.Band(256) | ir.Global(ir.TokenList.of(0, 1, 2))
-        assert forward_choice(longformer, n) == fwd.default_config(n, n, 64, BF16, False)
+            short = node != ir.Band(256)
+            assert (forward_choice(node, n, D=128) == fwd.ForwardConfig(64, 32, 4, 2)) == short
+        for D in (64, 128):
+            assert forward_choice(longformer, n, D) == fwd.default_config(n, n, D, BF16, False)
         assert forward_choice(ir.Causal(), n) == fwd.DENSE_D64
-    assert forward_choice(ir.Band(256), 65536, D=128) == fwd.default_config(65536, 65536, 128, BF16, False)
-    assert tiles.forward_stages(ir.Band(1100), 65536, 65536, 16, (64, 64, 4, 3)) == (64, 64, 4, 3)
+    for n in (16384, 65536):
+        assert forward_choice(window, n) == fwd.default_config(n, n, 64, BF16, False)
+        assert forward_choice(window, n, D=128) == fwd.DENSE_D128
+    assert forward_choice(ir.Band(1100), 65536) == fwd.default_config(65536, 65536, 64, BF16, False)
+    rule256 = fwd.default_config(65536, 65536, 256, BF16, False)
+    assert forward_choice(bl["block_local"](), 65536, D=256) == rule256
 
 
 @pytest.mark.usefixtures("on_h100")

@@ -98,8 +98,8 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
     ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and ``head_dim <= 128``, where most
     blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer. On GPUs with
     Hopper's shared memory, a candidate that the plan's tile counts predict clearly faster
-    replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), and short
-    rows take two pipeline stages (``tiles.forward_stages``)."""
+    replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), and short or
+    long rows take their own tiles (``tiles.forward_rows``)."""
     if interpreting() or dtype == torch.float32 or head_dim > 128 or nq < 128 or nk < 128:
         return cfg
     if not large_smem(device):
@@ -112,7 +112,7 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
     rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
     node_c = ir.concretize(node, nk)
     best = tiles.choose(node_c, nq, nk, heads, head_dim, rule, False)
-    best = tiles.forward_stages(node_c, nq, nk, heads, best)
+    best = tiles.forward_rows(node_c, nq, nk, heads, head_dim, best)
     return cfg if best == rule else ForwardConfig(*best)
 
 

@@ -91,15 +91,24 @@ BACKWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
     (64, 16, 32, 16, 64, 16, 4, 2): (64, 16, 64, 16, 64, 16, 4, 2)}
 MARGIN = 1.2  # a candidate replaces the rule-based config when predicted this much faster
 UNFITTED_MARGIN = 1.5
-SHORT_ROWS = 32
-"""Forward rows of at most this many tiles (the plan's heaviest query-block row) run the D=64 rule's
-64x64 tiles with two pipeline stages instead of three: a third stage only pays on long rows, and
-costs shared memory (one CTA less per SM). H100, bf16, D=64, 64k tokens
-(``benchmarks/results/sweep_stages_h100_2026-11-22_s5_n65536_d64.json``), three -> two stages:
-``block_local`` 0.299 -> 0.289 ms, ``block_local_causal`` / ``sparse_transformer_block`` 0.300 ->
-0.255, ``band(256)`` 0.510 -> 0.495, ``window(256, 0)`` 0.350 -> 0.341; rows with global keys
-(Longformer 0.653 -> 0.815, star, ``band | global``) slower, 65-tile rows (``sliding_window_causal``)
-the same."""
+ROW_RULES: dict[int, tuple[tuple[int, ...], tuple[int, ...], int, tuple[int, ...] | None]] = {
+    # head dim: (rule, config for short rows, most tiles in a short row, config for long rows)
+    64: ((64, 64, 4, 3), (64, 64, 4, 2), 32, None),
+    128: ((64, 64, 4, 2), (64, 32, 4, 2), 4, (128, 128, 8, 3)),
+}
+"""Forward rows of few 64x64 tiles (the plan's heaviest query-block row) leave the pipeline little
+to overlap: there the rule's config gives way to a smaller one (D <= 64: two stages instead of
+three, one CTA more per SM; D <= 128: 32-key blocks). H100, bf16, 64k tokens, rule -> short-row
+config (``benchmarks/results/sweep_stages_h100_2026-11-22_s5_n65536_d64.json``,
+``sweep_h100_2026-11-22_s4_n65536_d128.json``): D=64 ``block_local`` 0.299 -> 0.289 ms,
+``block_local_causal`` / ``sparse_transformer_block`` 0.300 -> 0.255, ``band(256)`` 0.510 ->
+0.495; D=128 (measured on 4-tile rows only) ``block_local`` 0.612 -> 0.528, ``block_local_causal``
+0.605 -> 0.482. Rows with global keys (Longformer at D=64: 0.653 -> 0.815 with two stages) keep
+the rule. At D > 64, patterns whose rows average at least ``LONG_ROWS`` tiles run the dense
+patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25 -> 4.88 ms at 64k
+(FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
+D=64 they lose there (2.60 -> 2.74 ms)."""
+LONG_ROWS = 48
 
 
 def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
@@ -159,13 +168,21 @@ def choose(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, default: 
     return _choose(node, nq, nk, heads, head_dim, default, backward) if enabled() else default
 
 
-def forward_stages(node: ir.Node, nq: int, nk: int, heads: int, cfg: tuple[int, ...]) -> tuple[int, ...]:
-    """``cfg`` (a forward config tuple) with two pipeline stages where it is the D=64 rule's
-    ``(64, 64, 4, 3)`` and every query row of concrete ``node``'s plan is short (``SHORT_ROWS``);
-    unchanged otherwise and when the model is off."""
-    if not enabled() or cfg != (64, 64, 4, 3):
+def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
+                 cfg: tuple[int, ...]) -> tuple[int, ...]:
+    """``cfg`` (a forward config tuple), or where it is the head dim's rule and concrete ``node``'s
+    plan has only short rows or, at D > 64, long ones (``LONG_ROWS``), the config for such rows
+    (``ROW_RULES``); unchanged when the model is off."""
+    d = 64 if head_dim <= 64 else 128 if head_dim <= 128 else 0
+    if not enabled() or d not in ROW_RULES or cfg != ROW_RULES[d][0]:
         return cfg
-    return (64, 64, 4, 2) if counts(node, nq, nk, 64, 64, heads).heaviest <= SHORT_ROWS else cfg
+    _, short, most, long = ROW_RULES[d]
+    c = counts(node, nq, nk, 64, 64, heads)
+    if c.heaviest <= most:
+        return short
+    if long is not None and c.rows and c.full + c.partial >= LONG_ROWS * c.rows:
+        return long
+    return cfg
 
 
 def lower_bound(c: Counts, default: tuple[int, int], shape: tuple[int, int], cost: TileCost, nq: int,
