@@ -38,10 +38,13 @@ def _spec(a: Any) -> Any:
     return _key((a,))[0]
 
 
-def _key(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    # one comprehension, no call per argument: this runs on every launch (~5-10 us for 60 arguments)
-    return tuple([(a.dtype, a.data_ptr() & 15) if isinstance(a, torch.Tensor) else
-                  (a if a == 1 or not _INT32[0] <= a <= _INT32[1] else a & 15) if type(a) is int else type(a)
+def _key(args: tuple[Any, ...], lo: int = _INT32[0], hi: int = _INT32[1],
+         tensor: Any = torch.Tensor) -> tuple[Any, ...]:
+    # one comprehension, no call per argument: this runs on every launch. Integers are tested
+    # first: ``isinstance(x, torch.Tensor)`` goes through torch's metaclass and costs ~0.13 us on
+    # a non-tensor (VM, 60 arguments: 13.5 -> 8.2 us)
+    return tuple([(a if a == 1 or not lo <= a <= hi else a & 15) if type(a) is int else
+                  (a.dtype, a.data_ptr() & 15) if isinstance(a, tensor) else type(a)
                   for a in args])
 
 
