@@ -32,12 +32,14 @@ def on_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     (ir.Heads((ir.Causal(), ir.Band(64))), False),
 ])
 def test_dense_patterns_take_the_large_tiles(node: ir.Node, dense: bool) -> None:
-    base = fwd.default_config(8192, 8192, 64, torch.bfloat16, False)
-    got = fwd.dense_config(node, base, 8192, 8192, 4, 64, torch.bfloat16)
-    assert got == (fwd.DENSE_D64 if dense else base)
-    base = fwd.default_config(8192, 8192, 128, torch.bfloat16, False)
-    got = fwd.dense_config(node, base, 8192, 8192, 4, 128, torch.bfloat16)
-    assert got == (fwd.DENSE_D128 if dense else base)
+    # sparse ones keep the rule's 64x64 blocks (short rows may change stages: test_tiles.py)
+    for D, large in ((64, fwd.DENSE_D64), (128, fwd.DENSE_D128)):
+        base = fwd.default_config(8192, 8192, D, torch.bfloat16, False)
+        got = fwd.dense_config(node, base, 8192, 8192, 4, D, torch.bfloat16)
+        if dense:
+            assert got == large
+        else:
+            assert (got.block_q, got.block_k) == (base.block_q, base.block_k)
 
 
 @pytest.mark.usefixtures("on_gpu")
