@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,18 +21,15 @@ from typing import Any
 
 import torch
 import triton
+from devcommon import H, gpu_rows, node_of
 
 import patternc
 from patternc import ir
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from suite import configure_dynamo
 
 N = int(os.environ.get("HOST_N", "16384"))
 D = int(os.environ.get("HOST_D", "64"))
 REPS = int(os.environ.get("HOST_REPS", "200"))
 PATTERNS = os.environ.get("HOST_PATTERNS", "sparse_transformer/sparse_transformer_block").split(";")
-B, H, DT = 1, 16, torch.bfloat16
 bw = importlib.import_module("patternc.runtime.backward")
 fw = importlib.import_module("patternc.runtime.forward")
 ag = importlib.import_module("patternc.runtime.autograd")
@@ -64,13 +60,6 @@ def host_us(fn: Callable[[], Any]) -> float:
 
 def gpu_ms(fn: Callable[[], Any]) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
-
-
-def node_of(text: str) -> ir.Node:
-    if "/" in text:
-        path, name = text.split("/")
-        return patternc.load(f"patternc/stdlib_patterns/{path}.sap")[name]()
-    return patternc.pattern(text)
 
 
 def timed_inside() -> tuple[list[float], set[int], Callable[[], None]]:
@@ -127,20 +116,8 @@ def row_of(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 
 def main() -> None:
-    configure_dynamo()
-    from torch.nn.attention.flex_attention import flex_attention
-
-    flex = torch.compile(flex_attention, dynamic=False)
-    torch.manual_seed(0)
-    q, k, v, do = (torch.randn(B, H, N, D, device="cuda", dtype=DT) for _ in range(4))
-    rows = []
-    for text in PATTERNS:
-        row = row_of(text, flex, q, k, v, do)
-        print(json.dumps({k: round(x, 3) if isinstance(x, float) else x for k, x in row.items()}), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), f"host_bwd_n{N}_d{D}.json"), "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, f, indent=1)
+    gpu_rows(PATTERNS, N, D, row_of, f"host_bwd_n{N}_d{D}.json",
+             lambda r: json.dumps({k: round(x, 3) if isinstance(x, float) else x for k, x in r.items()}))
 
 
 if __name__ == "__main__":

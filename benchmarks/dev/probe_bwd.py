@@ -11,38 +11,26 @@ Rows go to stdout and ``$OUT/probe_bwd_n{N}_d{D}.json``.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections import defaultdict
 from typing import Any
 
 import torch
 import triton
+from devcommon import H, gpu_rows, node_of
 
 import patternc
 from patternc import ir
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import forward
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from suite import configure_dynamo
-
 N = int(os.environ.get("PROBE_N", "16384"))
 D = int(os.environ.get("PROBE_D", "64"))
 PATTERNS = os.environ.get("PROBE_PATTERNS", "sparse_transformer/sparse_transformer_block").split(";")
-B, H, DT = 1, 16, torch.bfloat16
 
 
 def bench(fn: Any) -> float:
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
-
-
-def node_of(text: str) -> ir.Node:
-    if "/" in text:
-        path, name = text.split("/")
-        return patternc.load(f"patternc/stdlib_patterns/{path}.sap")[name]()
-    return patternc.pattern(text)
 
 
 def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
@@ -88,20 +76,7 @@ def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
 
 def main() -> None:
-    configure_dynamo()
-    from torch.nn.attention.flex_attention import flex_attention
-
-    flex = torch.compile(flex_attention, dynamic=False)
-    torch.manual_seed(0)
-    q, k, v, do = (torch.randn(B, H, N, D, device="cuda", dtype=DT) for _ in range(4))
-    rows = []
-    for text in PATTERNS:
-        row = probe(text, flex, q, k, v, do)
-        print(json.dumps(row, indent=1), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), f"probe_bwd_n{N}_d{D}.json"), "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, f, indent=1)
+    gpu_rows(PATTERNS, N, D, probe, f"probe_bwd_n{N}_d{D}.json")
 
 
 if __name__ == "__main__":

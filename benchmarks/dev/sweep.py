@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import triton
+from devcommon import configure_dynamo, node_of
 
-import patternc
 from patternc import ir
 from patternc.codegen.backward import BackwardConfig
 from patternc.runtime import autotune
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import ForwardConfig, forward
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from suite import configure_dynamo
 
 T0 = time.perf_counter()
 N = int(os.environ.get("SWEEP_N", "65536"))
@@ -53,13 +49,6 @@ def bench(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
     """Median ms of ``fn(*args, **kwargs)``."""
     return float(triton.testing.do_bench(lambda: fn(*args, **kwargs), warmup=10, rep=50,
                                          return_mode="median"))
-
-
-def node_of(text: str) -> ir.Node:
-    if "/" in text:  # stdlib file/name
-        path, name = text.split("/")
-        return patternc.load(f"patternc/stdlib_patterns/{path}.sap")[name]()
-    return patternc.pattern(text)
 
 
 def main() -> None:

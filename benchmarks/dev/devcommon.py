@@ -1,0 +1,52 @@
+"""Shared pieces of the GPU dev scripts in this folder (run as ``python benchmarks/dev/<script>.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import triton
+
+import patternc
+from patternc import ir
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from suite import configure_dynamo
+
+B, H, DT = 1, 16, torch.bfloat16
+
+
+def node_of(text: str) -> ir.Node:
+    """``file/name`` of a stdlib pattern (its defaults), else ``.sap`` expression text."""
+    if "/" in text:
+        path, name = text.split("/")
+        node: ir.Node = patternc.load(f"patternc/stdlib_patterns/{path}.sap")[name]()
+        return node
+    return patternc.pattern(text)
+
+
+RowFn = Callable[[str, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]]
+
+
+def gpu_rows(patterns: list[str], n: int, d: int, row_fn: RowFn, json_name: str,
+             show: Callable[[dict[str, Any]], str] = lambda r: json.dumps(r, indent=1)) -> None:
+    """``row_fn(pattern, compiled flex_attention, q, k, v, do)`` per pattern on random bf16 inputs
+    ``[B, H, n, d]``; each row printed and the rows so far written to ``$OUT/<json_name>``."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    configure_dynamo()
+    flex = torch.compile(flex_attention, dynamic=False)
+    torch.manual_seed(0)
+    q, k, v, do = (torch.randn(B, H, n, d, device="cuda", dtype=DT) for _ in range(4))
+    rows = []
+    for text in patterns:
+        row = row_fn(text, flex, q, k, v, do)
+        print(show(row), flush=True)
+        rows.append(row)
+        with open(os.path.join(os.environ.get("OUT", "."), json_name), "w") as f:
+            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "triton": triton.__version__, "rows": rows}, f, indent=1)
