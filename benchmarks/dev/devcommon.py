@@ -29,6 +29,18 @@ def node_of(text: str) -> ir.Node:
     return patternc.pattern(text)
 
 
+def with_flex(text: str, n: int, q: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor) -> tuple[ir.Node, Any, tuple[torch.Tensor, ...]]:
+    """The pattern, its FlexAttention BlockMask (``to_flex``) and leaf copies of q, k, v that
+    require grad."""
+    from patternc.flex import to_flex
+
+    node = node_of(text)
+    heads = H if ir.head_counts(node) > 1 else None
+    leaves = tuple(t.detach().requires_grad_() for t in (q, k, v))
+    return node, to_flex(node, n, heads=heads, device="cuda"), leaves
+
+
 RowFn = Callable[[str, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]]
 
 

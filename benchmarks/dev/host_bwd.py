@@ -21,10 +21,9 @@ from typing import Any
 
 import torch
 import triton
-from devcommon import H, gpu_rows, node_of
+from devcommon import gpu_rows, with_flex
 
 import patternc
-from patternc import ir
 
 N = int(os.environ.get("HOST_N", "16384"))
 D = int(os.environ.get("HOST_D", "64"))
@@ -85,12 +84,7 @@ def timed_inside() -> tuple[list[float], set[int], Callable[[], None]]:
 
 def row_of(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
            do: torch.Tensor) -> dict[str, Any]:
-    from patternc.flex import to_flex
-
-    node = node_of(text)
-    heads = H if ir.head_counts(node) > 1 else None
-    bm = to_flex(node, N, heads=heads, device="cuda")
-    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    node, bm, (qg, kg, vg) = with_flex(text, N, q, k, v)
     o = patternc.attention(qg, kg, vg, node)
     o_op = torch.ops.patternc.attention_fwd(qg, kg, vg, ag.pattern_key(node), D ** -0.5)[0]
     fo = flex(qg, kg, vg, block_mask=bm)

@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 import triton
-from devcommon import H, gpu_rows, node_of
+from devcommon import gpu_rows, with_flex
 
 import patternc
-from patternc import ir
 from patternc.runtime.backward import backward
 from patternc.runtime.forward import forward
 
@@ -52,12 +51,7 @@ def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
 
 def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
           do: torch.Tensor) -> dict[str, Any]:
-    from patternc.flex import to_flex
-
-    node = node_of(text)
-    heads = H if ir.head_counts(node) > 1 else None
-    bm = to_flex(node, N, heads=heads, device="cuda")
-    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    node, bm, (qg, kg, vg) = with_flex(text, N, q, k, v)
     o = patternc.attention(qg, kg, vg, node)
     fo = flex(qg, kg, vg, block_mask=bm)
 
