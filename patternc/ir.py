@@ -406,6 +406,22 @@ class RandomBlocks(Node):
 
 
 @dataclass(frozen=True)
+class Steps(Node):
+    """Internal, not in the grammar (``patternc.runtime.summary``): ``j // lk < (p + shift) // lq``.
+
+    The summary keys of ``fixed(lq, lk)`` gathered into a compact K / V (key ``t`` is the
+    ``t``-th summary key, ``lk`` per block of ``lq``) and ``shift`` the physical key length minus
+    the compact one: a query sees the summary keys of the blocks before its own. Its text starts
+    with ``$``, which no ``.sap`` source can contain, so it never collides with real syntax.
+    """
+
+    name: ClassVar[str] = "$steps"
+    lq: Int
+    lk: Int
+    shift: Int
+
+
+@dataclass(frozen=True)
 class Heads(Node):
     """Head ``h`` of ``H`` follows ``parts[h * k // H]``."""
 
@@ -569,6 +585,7 @@ _RANGES: dict[type, list[tuple[str, int]]] = {
     Prefix: [("m", 0)],
     Random: [("r", 0)],
     RandomBlocks: [("r", 0), ("b", 1)],
+    Steps: [("lq", 1), ("lk", 1), ("shift", 0)],
 }
 
 

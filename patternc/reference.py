@@ -80,6 +80,8 @@ def _eval(node: ir.Node, p: np.ndarray, j: np.ndarray, nq: int, nk: int) -> np.n
             return _in(p, t, nk) | _in(j, t, nk)
         case ir.Prefix(m):
             return (p < int(m)) & (j < int(m))
+        case ir.Steps(lq, lk, shift):
+            return j // int(lk) < (p + int(shift)) // int(lq)
         case ir.Random(r, seed):
             out = np.zeros((nq, nk), dtype=np.bool_)
             np.put_along_axis(out, random_keys(int(r), int(seed), p[:, 0], nk), True, axis=1)

@@ -225,6 +225,9 @@ def _emit(node: ir.Node, n: _Names, tables: list[TableArg]) -> _Val:
                         _in(j, tokens, "cols_member", ir.Cols(tokens), n, tables)])
         case ir.Prefix(m):
             return f"(({p} < {_int(m)}) & ({j} < {_int(m)}))"
+        case ir.Steps(lq, lk, shift):
+            # p + shift is the physical position (>= 0 when nk >= nq); floordiv keeps floor anyway
+            return f"(({j} // {_int(lk)}) < floordiv({p} + {_int(shift)}, {_int(lq)}))"
         case ir.Random(r, _seed):
             return _random(node, _int(r), j, "random_keys", n, tables)
         case ir.RandomBlocks(r, b, _seed):

@@ -172,6 +172,15 @@ def blocks(g: Geometry, b: int) -> BlockRLE:
     return interval_rows(g, b0 * b, b1 * b + b - 1, f_lo, f_hi)
 
 
+def steps(g: Geometry, lq: int, lk: int, shift: int) -> BlockRLE:
+    """``j // lk < (p + shift) // lq``: position ``p`` sees the key prefix ``[0, lk * ((p + shift)
+    // lq))``, nondecreasing in ``p``; a block row's union is its last row's prefix, its
+    intersection its first row's (exact: a block past the first row's prefix misses a pair)."""
+    _, p0, p1 = g.all_rows()
+    lo = np.zeros(p0.shape, dtype=np.int64)
+    return interval_rows(g, lo, lk * ((p1 + shift) // lq) - 1, lo, lk * ((p0 + shift) // lq) - 1)
+
+
 def d_candidates(g: Geometry, lo: int, hi: int) -> BlockRLE:
     """Every block meeting ``lo <= d <= hi`` marked UNKNOWN (for a d-only resolver)."""
     rle = window(g, hi, -lo) if lo <= hi else window(g, -1, -1)
@@ -427,4 +436,6 @@ def _primitive(node: ir.Node, g: Geometry) -> BlockRLE:
             return random(g, int(r), int(seed))
         case ir.RandomBlocks(r, b, seed):
             return random_blocks(g, int(r), int(b), int(seed))
+        case ir.Steps(lq, lk, shift):
+            return steps(g, int(lq), int(lk), int(shift))
     raise TypeError(f"not a block primitive: {node!r}")

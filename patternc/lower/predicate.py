@@ -140,6 +140,8 @@ def _predicate(node: ir.Node, p: Array, j: Array, d: Array, nk: int, env: Env) -
             return _in(p, t, nk, d) | _in(j, t, nk, d)
         case ir.Prefix(m):
             return (p < v(m)) & (j < v(m))
+        case ir.Steps(lq, lk, shift):
+            return j // v(lk) < (p + v(shift)) // v(lq)
         case ir.Random():
             return _any_equal(env.keys(node, p), j, d)
         case ir.RandomBlocks(_, b, _):
