@@ -1,0 +1,178 @@
+"""Summary gather: the Sparse Transformer ``fixed`` family with its summary keys made dense.
+
+**Opt-in, OFF by default** (``PATTERNC_SUMMARY=1`` or :func:`enable`): checked on Triton's CPU
+interpreter only; it has not yet run or been timed on a GPU.
+
+``fixed(l, c)`` holds the last ``c`` keys of every block of ``l`` (``j % l >= l - c``): 8 of 256 at
+the usual sizes, so even 16-key tiles over them are half empty. The summary keys ``S`` (sorted,
+``S[t] // l == t // c``) gathered into a compact K / V turn that part into dense tiles. Disjoint
+decomposition, per head group (query at physical position ``x``):
+
+* ``fixed(l, c) & causal`` = ``blocks(l) & causal`` (the rest: the summary keys of the query's own
+  block are in it) plus the summary keys of the earlier blocks, ``{S[t] : t // c < x // l}``;
+* ``(fixed(l, c) - blocks(l)) & causal`` = rest ``empty`` plus the same;
+* ``heads(...) & causal`` over parts ``blocks(l)``, ``fixed(l, c)``, ``fixed(l, c) - blocks(l)``:
+  one ``heads`` for the rest and one for the summary part, each over every head (an ``empty``
+  head group costs nothing).
+
+The summary part runs as ``$steps(l, c, nk - nks)`` (:class:`patternc.ir.Steps`) over the compact
+keys; both parts go through the differentiable public path with their LSE, merged here by
+log-sum-exp in torch, so autograd gives the backward (the index gather scatters its gradient back).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from patternc import ir
+
+MIN_BLOCKS = 2
+"""Only key lengths of at least this many blocks of ``l`` take the summary path: below, the
+summary part holds at most one block's keys and an extra launch and merge cannot pay."""
+
+_ENABLED: bool | None = None  # None: follow $PATTERNC_SUMMARY
+
+
+def enabled() -> bool:
+    """Whether :func:`patternc.runtime.attention` takes this path (``$PATTERNC_SUMMARY``, default off)."""
+    if _ENABLED is not None:
+        return _ENABLED
+    return os.environ.get("PATTERNC_SUMMARY", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def enable(on: bool | None = True) -> None:
+    """Turn the path on or off for this process (None: follow ``$PATTERNC_SUMMARY`` again)."""
+    global _ENABLED
+    _ENABLED = on
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How one call runs: ``rest`` on the physical keys (``empty``: skipped), ``steps`` on the
+    ``nks`` summary keys of ``fixed(l, c)`` at key length ``nk``."""
+
+    l: int
+    c: int
+    nk: int
+    rest: ir.Node
+    steps: ir.Node
+
+    @property
+    def nks(self) -> int:
+        """Summary keys below ``nk``: ``c`` per complete block and the tail's last ones."""
+        return summary_count(self.nk, self.l, self.c)
+
+    def index(self, device: torch.device | str) -> torch.Tensor:
+        """int64 ``[nks]``: the physical key of compact key ``t``, ascending."""
+        t = torch.arange(self.nks, device=device)
+        return t // self.c * self.l + (self.l - self.c) + t % self.c
+
+
+def summary_count(nk: int, l: int, c: int) -> int:
+    """Keys ``j < nk`` with ``j % l >= l - c``."""
+    return nk // l * c + max(0, nk % l - (l - c))
+
+
+def _part(node: ir.Node, lc: set[tuple[int, int]], ls: set[int]) -> tuple[ir.Node, bool] | None:
+    """One head group's operand of ``& causal`` -> (its rest, whether it has a summary part), for
+    ``blocks(l)``, ``fixed(l, c)``, ``fixed(l, c) - blocks(l)`` and ``empty``; None for anything
+    else. Records the ``(l, c)`` and ``l`` it uses in ``lc`` / ``ls``."""
+    match node:
+        case ir.Empty():
+            return ir.Empty(), False
+        case ir.Blocks(b):
+            ls.add(int(b))
+            return ir.Intersect((node, ir.Causal())), False
+        case ir.Fixed(l, c):
+            lc.add((int(l), int(c)))
+            return ir.Intersect((ir.Blocks(l), ir.Causal())), True
+        case ir.Diff(ir.Fixed(l, c), ir.Blocks(b)) if b == l:
+            lc.add((int(l), int(c)))
+            return ir.Empty(), True
+    return None
+
+
+def _shape(node: ir.Node) -> tuple[ir.Node, tuple[bool, ...] | bool, int, int] | None:
+    """``(rest, which head groups have a summary part, l, c)`` of a concrete pattern of the
+    recognized shapes (a tuple per ``heads`` part, a bool without ``heads``), else None."""
+    if not (isinstance(node, ir.Intersect) and len(node.parts) == 2):
+        return None
+    a, b = node.parts
+    inner = b if isinstance(a, ir.Causal) else a if isinstance(b, ir.Causal) else None
+    if inner is None:
+        return None
+    lc: set[tuple[int, int]] = set()
+    ls: set[int] = set()
+    heads = isinstance(inner, ir.Heads)
+    found = [_part(p, lc, ls) for p in (inner.parts if isinstance(inner, ir.Heads) else (inner,))]
+    parts = [p for p in found if p is not None]
+    if len(parts) < len(found) or len(lc) != 1:
+        return None
+    (l, c), = lc
+    if not ls <= {l}:
+        return None
+    rests = tuple(r for r, _ in parts)
+    has = tuple(s for _, s in parts)
+    rest: ir.Node = ir.Empty()
+    if not all(isinstance(r, ir.Empty) for r in rests):
+        rest = ir.Heads(rests) if heads else rests[0]
+    return rest, (has if heads else has[0]), l, c
+
+
+@functools.lru_cache(maxsize=128)
+def decompose(node: ir.Node, nq: int, nk: int) -> Summary | None:
+    """The summary decomposition of ``node`` at these lengths (module docstring), or None: another
+    shape, arguments out of range (the plain path reports them), ``nk < nq``, ``nq == 0``, or
+    fewer than ``MIN_BLOCKS`` blocks of keys."""
+    if nq == 0 or nk < nq:
+        return None
+    conc = ir.concretize(node, nk)
+    if any(ir.argument_errors(s) for s in conc.walk()):
+        return None
+    shape = _shape(conc)
+    if shape is None:
+        return None
+    rest, has, l, c = shape
+    if nk < MIN_BLOCKS * l:
+        return None
+    steps = ir.Steps(l, c, nk - summary_count(nk, l, c))
+    summ: ir.Node = steps
+    if isinstance(has, tuple):
+        summ = ir.Heads(tuple(steps if s else ir.Empty() for s in has))
+    return Summary(l, c, nk, rest, summ)
+
+
+def merge(out1: torch.Tensor, lse1: torch.Tensor, out2: torch.Tensor,
+          lse2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint parts of one softmax, by log-sum-exp (float32 weights). Rows with no keys in
+    either give 0 and ``-inf``, and no NaN reaches any gradient: the shift ``m0`` is detached (the
+    result does not depend on it) and every division and log sees a safe value."""
+    m = torch.maximum(lse1, lse2)
+    some = torch.isfinite(m)
+    m0 = torch.where(some, m, torch.zeros_like(m)).detach()
+    e1, e2 = torch.exp(lse1 - m0), torch.exp(lse2 - m0)  # <= 1; 0 where a part has no keys
+    s = torch.where(some, e1 + e2, torch.ones_like(m))
+    lse = torch.where(some, m0 + torch.log(s), torch.full_like(m, -math.inf))
+    w1, w2 = (e1 / s).unsqueeze(-1), (e2 / s).unsqueeze(-1)
+    out = out1.float() * w1 + out2.float() * w2
+    return out.to(out1.dtype), lse
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dec: Summary, scale: float | None = None,
+              return_lse: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``patternc.runtime.attention`` of the decomposed pattern: the rest on ``k`` / ``v``, the
+    summary part on the gathered summary keys, merged (inputs already validated)."""
+    from patternc.runtime import attention_lse
+
+    idx = dec.index(k.device)
+    ks, vs = k.index_select(2, idx), v.index_select(2, idx)
+    out, lse = attention_lse(q, ks, vs, dec.steps, scale)
+    if not isinstance(dec.rest, ir.Empty):
+        out_r, lse_r = attention_lse(q, k, v, dec.rest, scale)
+        out, lse = merge(out_r, lse_r, out, lse)
+    return (out, lse) if return_lse else out
