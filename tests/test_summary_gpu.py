@@ -1,0 +1,53 @@
+"""The summary gather (``patternc.runtime.summary``, opt-in) on a GPU: forward (output, LSE)
+against a chunked fp32 reference and gradients against float64 autograd of the reference
+formula, at 16k tokens. Never run yet (written in session 5 without device time): run with
+``pytest -m gpu`` on a CUDA machine before turning the switch on by default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from patternc import ir
+from patternc.runtime import summary
+
+from .test_backward_gpu import run as run_backward
+from .test_kernels_forward_gpu import _run as run_forward
+
+pytestmark = pytest.mark.gpu
+
+F, BL, C = ir.Fixed(128, 8), ir.Blocks(128), ir.Causal()
+PATTERNS = {
+    "fixed": F & C,
+    "summary": ir.Diff(F, BL) & C,
+    "fixed_heads": ir.Heads((BL, ir.Diff(F, BL))) & C,
+}
+
+
+@pytest.fixture(autouse=True)
+def _on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(summary, "_ENABLED", True)
+    calls: list[int] = []
+    real = summary.attention
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summary, "attention", spy)
+    yield
+    assert calls, "the summary path was not taken"
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+@pytest.mark.parametrize(("nq", "nk", "D"), [(16384, 16384, 64), (1000, 16001, 128)])
+def test_forward_summary_gather(name: str, nq: int, nk: int, D: int) -> None:
+    run_forward(PATTERNS[name], 1, 4, 2, nq, nk, D, torch.bfloat16, 2e-2)
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+@pytest.mark.parametrize(("nq", "nk"), [(16384, 16384), (1000, 16001)])
+def test_backward_summary_gather(name: str, nq: int, nk: int) -> None:
+    run_backward(PATTERNS[name], 1, 4, 2, nq, nk, 64, torch.bfloat16)
