@@ -177,6 +177,19 @@ def on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary, "_ENABLED", True)
 
 
+def spy_on_summary(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record every call of ``summary.attention`` (still made): one entry per call."""
+    calls: list[int] = []
+    real = summary.attention
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summary, "attention", spy)
+    return calls
+
+
 def _inputs(H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
             seed: int) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
@@ -201,14 +214,7 @@ def test_forward_and_gradients_match_reference(name: str, nq: int, nk: int,
     l, c, D, H, Hkv = 16, 5, 16, 4, 2
     node = shapes(l, c)[name]
     assert summary.decompose(node, nq, nk) is not None
-    calls: list[int] = []
-    real = summary.attention
-
-    def spy(*args: object) -> object:
-        calls.append(1)
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(summary, "attention", spy)
+    calls = spy_on_summary(monkeypatch)
     q, k, v = (t.requires_grad_() for t in _inputs(H, Hkv, nq, nk, D, torch.float32, nq + nk))
     out, lse = attention(q, k, v, node, return_lse=True)
     assert calls

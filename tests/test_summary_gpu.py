@@ -15,6 +15,7 @@ from patternc.runtime import summary
 
 from .test_backward_gpu import run as run_backward
 from .test_kernels_forward_gpu import _run as run_forward
+from .test_summary import spy_on_summary
 
 pytestmark = pytest.mark.gpu
 
@@ -29,14 +30,7 @@ PATTERNS = {
 @pytest.fixture(autouse=True)
 def _on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(summary, "_ENABLED", True)
-    calls: list[int] = []
-    real = summary.attention
-
-    def spy(*args: object) -> object:
-        calls.append(1)
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(summary, "attention", spy)
+    calls = spy_on_summary(monkeypatch)
     yield
     assert calls, "the summary path was not taken"
 
