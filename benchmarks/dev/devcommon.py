@@ -20,6 +20,11 @@ from suite import configure_dynamo
 B, H, DT = 1, 16, torch.bfloat16
 
 
+def median_ms(fn: Callable[[], Any]) -> float:
+    """``triton.testing.do_bench`` median of ``fn`` in ms (L2 flushed between runs)."""
+    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
 def node_of(text: str) -> ir.Node:
     """``file/name`` of a stdlib pattern (its defaults), else ``.sap`` expression text."""
     if "/" in text:

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import triton
-from devcommon import gpu_rows, with_flex
+from devcommon import gpu_rows, median_ms, with_flex
 
 import patternc
 
@@ -55,10 +54,6 @@ def host_us(fn: Callable[[], Any]) -> float:
     t = time.perf_counter() - t0
     torch.cuda.synchronize()
     return t / REPS * 1e6
-
-
-def gpu_ms(fn: Callable[[], Any]) -> float:
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
 def timed_inside() -> tuple[list[float], set[int], Callable[[], None]]:
@@ -100,7 +95,7 @@ def row_of(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     row: dict[str, Any] = {"pattern": text, "n": N, "d": D, "main_thread": threading.get_ident()}
     for name, fn in calls.items():
         row[f"{name}_host_us"] = host_us(fn)
-        row[f"{name}_gpu_ms"] = gpu_ms(fn)
+        row[f"{name}_gpu_ms"] = median_ms(fn)
     inside, threads, restore = timed_inside()
     row["autograd_host_us_again"] = host_us(calls["autograd"])
     restore()

@@ -16,8 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-import triton
-from devcommon import gpu_rows, with_flex
+from devcommon import gpu_rows, median_ms, with_flex
 
 import patternc
 from patternc.runtime.backward import backward
@@ -26,10 +25,6 @@ from patternc.runtime.forward import forward
 N = int(os.environ.get("PROBE_N", "16384"))
 D = int(os.environ.get("PROBE_D", "64"))
 PATTERNS = os.environ.get("PROBE_PATTERNS", "sparse_transformer/sparse_transformer_block").split(";")
-
-
-def bench(fn: Any) -> float:
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
 def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
@@ -60,11 +55,11 @@ def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
     out, lse = forward(q, k, v, node)
     return {"pattern": text, "n": N, "d": D,
-            "ours_fwd": bench(lambda: forward(q, k, v, node)),
-            "flex_fwd": bench(lambda: flex(q, k, v, block_mask=bm)),
-            "ours_bwd_autograd": bench(lambda: grad(o)),
-            "ours_bwd_direct": bench(lambda: backward(q, k, v, out, lse, do, node)),
-            "flex_bwd_autograd": bench(lambda: grad(fo)),
+            "ours_fwd": median_ms(lambda: forward(q, k, v, node)),
+            "flex_fwd": median_ms(lambda: flex(q, k, v, block_mask=bm)),
+            "ours_bwd_autograd": median_ms(lambda: grad(o)),
+            "ours_bwd_direct": median_ms(lambda: backward(q, k, v, out, lse, do, node)),
+            "flex_bwd_autograd": median_ms(lambda: grad(fo)),
             "ours_kernels": kernels(lambda: grad(o)),
             "flex_kernels": kernels(lambda: grad(fo))}
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +41,9 @@ def enabled() -> bool:
     """Whether :func:`patternc.runtime.attention` takes this path (``$PATTERNC_SUMMARY``, default off)."""
     if _ENABLED is not None:
         return _ENABLED
-    return os.environ.get("PATTERNC_SUMMARY", "").strip().lower() in ("1", "true", "yes", "on")
+    from patternc.runtime.cache import env_flag
+
+    return env_flag("PATTERNC_SUMMARY", False)
 
 
 def enable(on: bool | None = True) -> None:
