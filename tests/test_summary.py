@@ -146,29 +146,6 @@ def test_other_shapes_are_not_decomposed(node: ir.Node, nq: int, nk: int) -> Non
     assert summary.decompose(node, nq, nk) is None
 
 
-# ----------------------------------------------------------------------------- merge
-
-
-def test_merge_is_a_log_sum_exp_without_nan() -> None:
-    g = torch.Generator().manual_seed(0)
-    lse1, lse2 = torch.randn(2, 6, generator=g) * 3, torch.randn(2, 6, generator=g) * 3
-    lse1[0, :2] = -math.inf  # first part empty
-    lse2[0, 1:3] = -math.inf  # second part empty (row 1: both)
-    o1, o2 = torch.randn(2, 6, 4, generator=g), torch.randn(2, 6, 4, generator=g)
-    o1[0, :2] = 0  # the kernels' output on rows without keys
-    o2[0, 1:3] = 0
-    args = [t.clone().requires_grad_() for t in (o1, lse1, o2, lse2)]
-    out, lse = summary.merge(*args)
-    want = torch.logsumexp(torch.stack([lse1, lse2]), 0)
-    torch.testing.assert_close(lse, want)
-    w = torch.softmax(torch.stack([lse1, lse2]), 0).nan_to_num(0.0)
-    torch.testing.assert_close(out, o1 * w[0, ..., None] + o2 * w[1, ..., None])
-    assert out[0, 1].eq(0).all() and lse[0, 1] == -math.inf
-    (out.sum() + torch.where(torch.isfinite(lse), lse, 0).sum()).backward()
-    for a in args:
-        assert a.grad is not None and torch.isfinite(a.grad).all()
-
-
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -178,15 +155,15 @@ def on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spy_on_summary(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record every call of ``summary.attention`` (still made): one entry per call."""
+    """Record every gather of summary keys (``summary.gather``, still made): one entry per call."""
     calls: list[int] = []
-    real = summary.attention
+    real = summary.gather
 
     def spy(*args: object) -> object:
         calls.append(1)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(summary, "attention", spy)
+    monkeypatch.setattr(summary, "gather", spy)
     return calls
 
 
@@ -281,7 +258,7 @@ def test_switch_is_off_by_default(value: str | None, taken: bool, monkeypatch: p
     def fail(*args: object) -> None:
         raise Taken
 
-    monkeypatch.setattr(summary, "attention", fail)
+    monkeypatch.setattr(summary, "gather", fail)
     q, k, v = _inputs(2, 2, 40, 40, 8, torch.float32, 0)
     node = shapes(8, 2)["fixed"]
     assert summary.decompose(node, 40, 40) is not None

@@ -16,10 +16,9 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from patternc import ir
-from patternc.runtime import summary
 from patternc.runtime.forward import check_inputs, forward
 
-__all__ = ["as_node", "attention", "attention_lse", "forward"]
+__all__ = ["as_node", "attention", "forward"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,19 +54,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Any, s
     """
     node = as_node(pattern)
     check_inputs(q, k, v)
-    # opt-in (PATTERNC_SUMMARY=1), not yet verified on a GPU; eager only (under torch.compile
-    # dynamo cannot trace the decomposition's pattern nodes into the custom op's argument)
-    if summary.enabled() and not torch.compiler.is_compiling():
-        dec = summary.decompose(node, q.shape[2], k.shape[2])
-        if dec is not None:
-            return summary.attention(q, k, v, dec, scale, return_lse)
-    out, lse = attention_lse(q, k, v, node, scale)
-    return (out, lse) if return_lse else out
-
-
-def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node,
-                  scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`attention`'s plain path (no summary gather), ``(out, lse)``, inputs already checked."""
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     if needs_grad or torch.compiler.is_compiling():
         # the torch.library custom op: autograd, and no graph break under torch.compile
@@ -76,4 +62,4 @@ def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.No
         out, lse = autograd.attention(q, k, v, node, scale)
     else:
         out, lse = forward(q, k, v, node, scale)
-    return out, lse
+    return (out, lse) if return_lse else out

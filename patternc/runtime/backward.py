@@ -20,7 +20,7 @@ from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
-from patternc.runtime import residue
+from patternc.runtime import residue, summary
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import (
     MIN_SPLIT_GAIN,
@@ -176,19 +176,31 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if min(B, H, nq, nk, D) == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     dev = str(q.device)
-    if plan is None and config is None:
+    summ = summary.decompose(node, nq, nk) if plan is None and config is None and summary.enabled() else None
+    if plan is None and config is None and summ is None:
         from patternc.runtime import autotune
 
         config = autotune.backward_config(node, (q, k, v, out, lse, do), scale,
                                           dense_config(node, nq, nk, H, D, q.dtype, dev))
     if plan is not None:
-        setups: tuple[_Step, ...] = (
-            (_setup(node, H, nq, nk, D, q.dtype, dev, config, plan), None),)
+        steps: tuple[_Step, ...] = (_Step(_setup(node, H, nq, nk, D, q.dtype, dev, config, plan)),)
+    elif summ is not None:
+        steps = _summary_steps(summ, H, nq, D, q.dtype, dev)
     else:
-        setups = _setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode())
-    delta, lse2 = _preprocess(out, do, lse, dlse, setups[0][0].dp)
-    for st, res in setups:
-        _launch(st, res, q, k, v, do, lse2, delta, dq, dk, dv, scale)
+        steps = _setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode())
+    delta, lse2 = _preprocess(out, do, lse, dlse, steps[0].setup.dp)
+    for step in steps:
+        if step.gather is None:
+            _launch(step.setup, step.res, q, k, v, do, lse2, delta, dq, dk, dv, scale, step.accum, step.accum)
+            continue
+        # summary part: its keys' gradients on the compact keys, added into the physical ones
+        ks, vs = summary.gather(k, v, step.gather)
+        dks, dvs = torch.empty_like(ks), torch.empty_like(vs)
+        _launch(step.setup, None, q, ks, vs, do, lse2, delta, dq, dks, dvs, scale, False, step.accum)
+        if not step.accum:
+            dk.zero_(), dv.zero_()
+        dk.index_add_(2, step.gather, dks)
+        dv.index_add_(2, step.gather, dvs)
     return dq, dk, dv
 
 
@@ -213,7 +225,36 @@ def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.d
     return None if best == dataclasses.astuple(rule)[:8] else gen.BackwardConfig(*best)
 
 
-_Step = tuple[_Setup, tuple[int, int, int] | None]  # a set-up and its residue mapping (r, u0, off)
+@dataclass(frozen=True)
+class _Step:
+    """One set-up's launches: ``res`` its residue mapping ``(r, u0, off)``, ``gather`` its keys by
+    physical index (summary part); ``accum``: its gradients add to those of the steps before."""
+
+    setup: _Setup
+    res: tuple[int, int, int] | None = None
+    gather: torch.Tensor | None = None
+    accum: bool = False
+
+
+def _whole(cfg: gen.BackwardConfig) -> gen.BackwardConfig:
+    # never split the tiles of an adding step: the split buffers would overwrite, not add to, dQ / dK / dV
+    return dataclasses.replace(cfg, chunk=1 << 30)
+
+
+@functools.lru_cache(maxsize=128)
+def _summary_steps(dec: summary.Summary, H: int, nq: int, D: int, dtype: torch.dtype,
+                   device: str) -> tuple[_Step, ...]:
+    """The summary gather (``patternc.runtime.summary``): the rest on the physical keys, then the
+    summary part on the compact keys, each with the tiles it would get as a pattern of its own."""
+    out: list[_Step] = []
+    if not isinstance(dec.rest, ir.Empty):
+        cfg = dense_config(dec.rest, nq, dec.nk, H, D, dtype, device)
+        out.append(_Step(_cached_setup(dec.rest, H, nq, dec.nk, D, dtype, device, cfg)))
+    rule = dense_config(dec.single, nq, dec.nks, H, D, dtype, device) or gen.default_config(D, interpreting())
+    cfg = _whole(rule) if out else rule
+    setup = _cached_setup(dec.steps, H, nq, dec.nks, D, dtype, device, cfg)
+    out.append(_Step(setup, gather=dec.index(device), accum=bool(out)))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=128)
@@ -224,28 +265,24 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
     cfg = config or gen.default_config(D, interpreting())
     dec = residue.decompose(node_c, nq, nk, H, cfg.block_q, cfg.block_k, mode)
     if dec is None:
-        return ((_cached_setup(node, H, nq, nk, D, dtype, device, config), None),)
-    out: list[_Step] = [
-        (_cached_setup(dec.rest, H, nq, nk, D, dtype, device, config), None)]
+        return (_Step(_cached_setup(node, H, nq, nk, D, dtype, device, config)),)
+    out = [_Step(_cached_setup(dec.rest, H, nq, nk, D, dtype, device, config))]
     for part in dec.parts:
-        # never split gathered tiles: the split buffers would overwrite, not add to, dQ / dK / dV
-        pcfg = dataclasses.replace(cfg, chunk=1 << 30)
-        out.append((_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, pcfg),
-                    (part.r, part.u0, part.off)))
+        out.append(_Step(_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, _whole(cfg)),
+                         (part.r, part.u0, part.off), accum=True))
     return tuple(out)
 
 
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             do: torch.Tensor, lse2: torch.Tensor, delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
-            dv: torch.Tensor, scale: float) -> None:
-    """The dK/dV and dQ kernels of one set-up; a residue set-up (``res = (r, u0, off)``) adds its
-    gradients to those already stored."""
+            dv: torch.Tensor, scale: float, accum_kv: bool, accum_q: bool) -> None:
+    """The dK/dV and dQ kernels of one set-up (residue-gathered with ``res = (r, u0, off)``);
+    ``accum_kv`` / ``accum_q``: add to the stored dK, dV / dQ instead of overwriting them."""
     B, H, nq, D = q.shape
     HKV, nk = k.shape[1], k.shape[2]
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
     r, u0, off = res or (1, 0, 0)
-    flags = {"RES": res is not None, "ACCUM": res is not None}
     # both split buffers in one zeroed allocation (one fill kernel instead of two)
     nkb, nqb = B * HKV * sk.n_slots * 2 * cfg.bn1 * st.dp, B * H * sq.n_slots * cfg.bm2 * st.dp
     buf = torch.zeros(nkb + nqb, device=q.device) if nkb + nqb else st.dummy
@@ -261,7 +298,7 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
     launch(
         st.module.dq_kernel, _grid(B * H, sq, r),
         q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
@@ -272,7 +309,7 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **flags)
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_q)
     # split tiles: their float32 sums into the gradients. ``sel`` is always the prefix 0..m-1 of the
     # buffer's rows (only the last split tile can run past the end), so a slice replaces the gather,
     # and one cast-and-copy makes the (dK, dV) pair contiguous: 3 kernels instead of 6 (dQ: 2 of 3)

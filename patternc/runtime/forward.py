@@ -9,6 +9,7 @@ group.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -22,7 +23,7 @@ from patternc import ir
 from patternc.codegen import forward as gen
 from patternc.codegen import predicate
 from patternc.plan import Plan
-from patternc.runtime import residue
+from patternc.runtime import residue, summary
 from patternc.runtime.cache import load_module
 from patternc.runtime.launch import launch
 
@@ -201,15 +202,18 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
         ir.check_heads(node, H)
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
-    if config is None and plan is None:
+    dev = str(q.device)
+    summ = summary.decompose(node, nq, nk) if config is None and plan is None and summary.enabled() else None
+    if config is None and plan is None and summ is None:
         from patternc.runtime import autotune
 
-        dense = dense_config(node, cfg, nq, nk, H, D, q.dtype, str(q.device))
+        dense = dense_config(node, cfg, nq, nk, H, D, q.dtype, dev)
         cfg = autotune.forward_config(node, q, k, v, scale, dense)
-    dev = str(q.device)
     if plan is not None:
         cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages, cfg.split)
         launches: tuple[_Launch, ...] = (_setup(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg, plan),)
+    elif summ is not None:
+        launches = _summary_launches(summ, B, H, Hkv, nq, D, q.dtype, dev)
     else:
         launches = _launches(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg,
                              residue_mode or residue.default_mode())
@@ -242,6 +246,29 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
         pcfg = ForwardConfig(base.block_q, base.block_k, base.num_warps, base.num_stages, 1 << 30)
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device, pcfg,
                                  (part.r, part.u0, part.off)))
+    return tuple(out)
+
+
+def _part_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype, device: str,
+                 whole_rows: bool) -> ForwardConfig:
+    """The tiles of one part of a decomposed pattern, chosen as for a pattern of its own;
+    ``whole_rows``: never split (a merging launch's epilogue needs whole rows)."""
+    cfg = dense_config(node, default_config(nq, nk, D, dtype, interpreting()), nq, nk, H, D, dtype, device)
+    return dataclasses.replace(cfg, split=1 << 30) if whole_rows else cfg
+
+
+@functools.lru_cache(maxsize=128)
+def _summary_launches(dec: summary.Summary, B: int, H: int, Hkv: int, nq: int, D: int, dtype: torch.dtype,
+                      device: str) -> tuple[_Launch, ...]:
+    """The summary gather (``patternc.runtime.summary``): the rest on the physical keys, then the
+    summary part on the compact keys, merged into the rest's ``(out, lse)`` in its epilogue."""
+    out = []
+    if not isinstance(dec.rest, ir.Empty):
+        cfg = _part_config(dec.rest, nq, dec.nk, H, D, dtype, device, False)
+        out.append(_cached_setup(dec.rest, B, H, Hkv, nq, dec.nk, D, dtype, device, cfg))
+    cfg = _part_config(dec.single, nq, dec.nks, H, D, dtype, device, bool(out))
+    part = _cached_setup(dec.steps, B, H, Hkv, nq, dec.nks, D, dtype, device, cfg)
+    out.append(dataclasses.replace(part, gather=dec.index(device), accum=bool(out)))
     return tuple(out)
 
 
@@ -316,12 +343,16 @@ class _Launch:
     nk: int
     slots: int  # most workspace slots of any head group
     tables_dummy: torch.Tensor  # a 1-element tensor for pointer arguments that are not used
-    res: tuple[int, int, int] | None = None  # residue launch: (r, u0, off); merges into out / lse
-    active: tuple[bool, ...] = ()  # residue launch: the head groups with work
+    res: tuple[int, int, int] | None = None  # residue launch: (r, u0, off)
+    active: tuple[bool, ...] = ()  # the head groups with work (a merging launch skips the others)
+    gather: torch.Tensor | None = None  # summary launch: its keys, by physical index
+    accum: bool = False  # merge into the (out, lse) of the launches before (disjoint parts)
 
     def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
             scale: float, batch: int) -> None:
         per_group = self.heads // len(self.groups)
+        if self.gather is not None:
+            k, v = summary.gather(k, v, self.gather)
         strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
         # workspace of split rows: per (batch x head, slot) an fp32 acc tile, row maxima and row sums
         n = batch * per_group * self.slots * self.cfg.block_q
@@ -333,7 +364,7 @@ class _Launch:
             ws_o = ws_m = ws_l = self.tables_dummy
         r, u0, off = self.res or (1, 0, 0)
         for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
-            if self.res is not None and not self.active[g]:
+            if self.accum and not self.active[g]:
                 continue
             h0 = g * per_group
             # heaviest first across heads when rows are split (their slices are the long items);
@@ -347,7 +378,7 @@ class _Launch:
                 scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
                 *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2],
                 PRED=self.spec.group_pred[g], EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0,
-                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.res is not None, HEADS_FAST=heads_fast,
+                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.accum, HEADS_FAST=heads_fast,
                 num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
             if work.merge.shape[0]:
                 launch(
@@ -389,7 +420,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
     return _Launch(module, cfg, spec, groups, tuple(work), tabs, H, nq, nk, max(w.slots for w in work), dummy,
-                   res, active)
+                   res, active, accum=res is not None)
 
 
 @functools.lru_cache(maxsize=128)

@@ -23,7 +23,6 @@ log-sum-exp in torch, so autograd gives the backward (the index gather scatters 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
@@ -70,8 +69,12 @@ class Summary:
 
     def index(self, device: torch.device | str) -> torch.Tensor:
         """int64 ``[nks]``: the physical key of compact key ``t``, ascending."""
-        t = torch.arange(self.nks, device=device)
-        return t // self.c * self.l + (self.l - self.c) + t % self.c
+        return key_index(self.l, self.c, self.nk, str(device))
+
+    @property
+    def single(self) -> ir.Steps:
+        """The summary part of one head group that has one (its tile choice stands for all)."""
+        return ir.Steps(self.l, self.c, self.nk - self.nks)
 
 
 def summary_count(nk: int, l: int, c: int) -> int:
@@ -148,32 +151,14 @@ def decompose(node: ir.Node, nq: int, nk: int) -> Summary | None:
     return Summary(l, c, nk, rest, summ)
 
 
-def merge(out1: torch.Tensor, lse1: torch.Tensor, out2: torch.Tensor,
-          lse2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two disjoint parts of one softmax, by log-sum-exp (float32 weights). Rows with no keys in
-    either give 0 and ``-inf``, and no NaN reaches any gradient: the shift ``m0`` is detached (the
-    result does not depend on it) and every division and log sees a safe value."""
-    m = torch.maximum(lse1, lse2)
-    some = torch.isfinite(m)
-    m0 = torch.where(some, m, torch.zeros_like(m)).detach()
-    e1, e2 = torch.exp(lse1 - m0), torch.exp(lse2 - m0)  # <= 1; 0 where a part has no keys
-    s = torch.where(some, e1 + e2, torch.ones_like(m))
-    lse = torch.where(some, m0 + torch.log(s), torch.full_like(m, -math.inf))
-    w1, w2 = (e1 / s).unsqueeze(-1), (e2 / s).unsqueeze(-1)
-    out = out1.float() * w1 + out2.float() * w2
-    return out.to(out1.dtype), lse
+@functools.lru_cache(maxsize=64)
+def key_index(l: int, c: int, nk: int, device: str) -> torch.Tensor:
+    """int64 ``[nks]`` on ``device``: the physical key of compact key ``t``, ascending (cached)."""
+    t = torch.arange(summary_count(nk, l, c), device=device)
+    return t // c * l + (l - c) + t % c
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dec: Summary, scale: float | None = None,
-              return_lse: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """``patternc.runtime.attention`` of the decomposed pattern: the rest on ``k`` / ``v``, the
-    summary part on the gathered summary keys, merged (inputs already validated)."""
-    from patternc.runtime import attention_lse
-
-    idx = dec.index(k.device)
-    ks, vs = k.index_select(2, idx), v.index_select(2, idx)
-    out, lse = attention_lse(q, ks, vs, dec.steps, scale)
-    if not isinstance(dec.rest, ir.Empty):
-        out_r, lse_r = attention_lse(q, k, v, dec.rest, scale)
-        out, lse = merge(out_r, lse_r, out, lse)
-    return (out, lse) if return_lse else out
+def gather(k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summary keys and values, compact ``[B, Hkv, nks, D]`` (a copy: ``nks`` is ``c / l`` of
+    the keys, 1/32 at the usual sizes)."""
+    return k.index_select(2, index), v.index_select(2, index)
