@@ -8,7 +8,9 @@ reference on Triton's interpreter; and the switch (off by default).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 import patternc
 from patternc import ir, reference
 from patternc.lower.predicate import NumpyEnv, predicate
-from patternc.runtime import attention, autograd, summary
+from patternc.runtime import attention, autograd, backward, summary
 from patternc.runtime.forward import predicate_mask
 
 from .test_backward_support import ref_forward
@@ -188,6 +190,42 @@ def _ref_lse(q: torch.Tensor, k: torch.Tensor, node: ir.Node, scale: float) -> t
     ("fixed", 45, 45), ("summary", 37, 45), ("fixed_heads", 50, 61), ("heads_causal_first", 33, 40)])
 def test_forward_and_gradients_match_reference(name: str, nq: int, nk: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    check_against_reference(name, nq, nk, monkeypatch)
+
+
+@pytest.fixture
+def split_everything(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Backward tiles split into chunks of one block wherever a schedule may split them."""
+    real = backward.gen.default_config
+
+    def chunked(D: int, interpret: bool) -> object:
+        return dataclasses.replace(real(D, interpret), chunk=1)
+
+    caches = (backward._summary_steps, backward._cached_setup)
+    for f in caches:
+        f.cache_clear()
+    monkeypatch.setattr(backward.gen, "default_config", chunked)
+    yield
+    for f in caches:
+        f.cache_clear()
+
+
+@pytest.mark.usefixtures("on", "split_everything")
+@pytest.mark.parametrize("name", ["fixed", "summary"])
+def test_split_summary_key_tiles(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the summary part's dK / dV tiles split across programs (fresh compact buffers); its dQ adds
+    # to the rest's and must not split
+    nq = nk = 61
+    dec = summary.decompose(shapes(16, 5)[name], nq, nk)
+    assert dec is not None
+    step = backward._summary_steps(dec, 4, nq, 16, torch.float32, "cpu")[-1]
+    assert step.setup.sk.n_slots > 0
+    assert step.accum == (name == "fixed") and not (step.accum and step.setup.sq.n_slots)
+    check_against_reference(name, nq, nk, monkeypatch)
+
+
+def check_against_reference(name: str, nq: int, nk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output, LSE and gradients (also through the LSE) of ``shapes(16, 5)[name]`` against float64."""
     l, c, D, H, Hkv = 16, 5, 16, 4, 2
     node = shapes(l, c)[name]
     assert summary.decompose(node, nq, nk) is not None

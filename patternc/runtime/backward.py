@@ -250,9 +250,12 @@ def _summary_steps(dec: summary.Summary, H: int, nq: int, D: int, dtype: torch.d
     if not isinstance(dec.rest, ir.Empty):
         cfg = dense_config(dec.rest, nq, dec.nk, H, D, dtype, device)
         out.append(_Step(_cached_setup(dec.rest, H, nq, dec.nk, D, dtype, device, cfg)))
-    rule = dense_config(dec.single, nq, dec.nks, H, D, dtype, device) or gen.default_config(D, interpreting())
-    cfg = _whole(rule) if out else rule
+    cfg = dense_config(dec.single, nq, dec.nks, H, D, dtype, device) or gen.default_config(D, interpreting())
     setup = _cached_setup(dec.steps, H, nq, dec.nks, D, dtype, device, cfg)
+    if out:  # dQ adds to the rest's: whole query tiles. dK / dV go to fresh compact buffers, and
+        # their tiles (summary keys, seen by every later query) stay split across programs
+        whole_q = schedule(setup.plan.forward, setup.cfg.bm2, setup.plan.block_q, nq, 1 << 30)
+        setup = dataclasses.replace(setup, sq=whole_q)
     out.append(_Step(setup, gather=dec.index(device), accum=bool(out)))
     return tuple(out)
 
