@@ -153,7 +153,7 @@ def test_other_shapes_are_not_decomposed(node: ir.Node, nq: int, nk: int) -> Non
 
 @pytest.fixture
 def on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(summary, "_ENABLED", True)
+    monkeypatch.setattr(summary, "_MODE", "force")
 
 
 def spy_on_summary(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -282,14 +282,23 @@ def test_half_precision_forward() -> None:
 # ----------------------------------------------------------------------------- the switch
 
 
-@pytest.mark.parametrize("value, taken", [(None, False), ("0", False), ("1", True), ("yes", True)])
-def test_switch_is_off_by_default(value: str | None, taken: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(summary, "_ENABLED", None)
+@pytest.mark.parametrize("value, nq, taken", [
+    (None, 40, False), ("auto", 40, False), ("force", 40, True), ("off", 40, False),
+    (None, 4096, True), ("auto", 4096, True), ("off", 4096, False)])
+def test_switch(value: str | None, nq: int, taken: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # auto: only where the summary part holds MIN_PAIRS (query, summary key) pairs
+    monkeypatch.setattr(summary, "_MODE", None)
     if value is None:
         monkeypatch.delenv("PATTERNC_SUMMARY", raising=False)
     else:
         monkeypatch.setenv("PATTERNC_SUMMARY", value)
+    node = shapes(4, 2)["fixed"]  # half the keys are summary keys
+    dec = summary.decompose(node, nq, nq)
+    assert dec is not None and (nq * dec.nks >= summary.MIN_PAIRS) == (nq == 4096)
+    assert (summary.choose(node, nq, nq) is not None) == taken
 
+
+def test_switch_takes_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     class Taken(Exception):
         pass
 
@@ -299,9 +308,20 @@ def test_switch_is_off_by_default(value: str | None, taken: bool, monkeypatch: p
     monkeypatch.setattr(summary, "gather", fail)
     q, k, v = _inputs(2, 2, 40, 40, 8, torch.float32, 0)
     node = shapes(8, 2)["fixed"]
-    assert summary.decompose(node, 40, 40) is not None
-    if taken:
+    summary.set_mode("off")
+    try:
+        attention(q, k, v, node)  # the plain path: no gather
+        summary.set_mode("force")
         with pytest.raises(Taken):
             attention(q, k, v, node)
-    else:
-        attention(q, k, v, node)
+    finally:
+        summary.set_mode(None)
+
+
+def test_bad_mode_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(summary, "_MODE", None)
+    monkeypatch.setenv("PATTERNC_SUMMARY", "sometimes")
+    with pytest.raises(ValueError, match="PATTERNC_SUMMARY must be one of auto, force, off"):
+        summary.mode()
+    with pytest.raises(ValueError, match="summary mode"):
+        summary.set_mode("yes")

@@ -29,7 +29,7 @@ PATTERNS = {
 
 @pytest.fixture(autouse=True)
 def _on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(summary, "_ENABLED", True)
+    monkeypatch.setattr(summary, "_MODE", "force")
     calls = spy_on_summary(monkeypatch)
     yield
     assert calls, "the summary path was not taken"

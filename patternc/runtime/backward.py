@@ -176,7 +176,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if min(B, H, nq, nk, D) == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     dev = str(q.device)
-    summ = summary.decompose(node, nq, nk) if plan is None and config is None and summary.enabled() else None
+    summ = summary.choose(node, nq, nk) if plan is None and config is None else None
     if plan is None and config is None and summ is None:
         from patternc.runtime import autotune
 

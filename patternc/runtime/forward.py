@@ -203,7 +203,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
         return out.zero_(), lse.fill_(float("-inf"))
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
     dev = str(q.device)
-    summ = summary.decompose(node, nq, nk) if config is None and plan is None and summary.enabled() else None
+    summ = summary.choose(node, nq, nk) if config is None and plan is None else None
     if config is None and plan is None and summ is None:
         from patternc.runtime import autotune
 

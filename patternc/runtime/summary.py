@@ -23,6 +23,7 @@ log-sum-exp in torch, so autograd gives the backward (the index gather scatters 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -33,22 +34,41 @@ MIN_BLOCKS = 2
 """Only key lengths of at least this many blocks of ``l`` take the summary path: below, the
 summary part holds at most one block's keys and an extra launch and merge cannot pay."""
 
-_ENABLED: bool | None = None  # None: follow $PATTERNC_SUMMARY
+MODES = ("auto", "force", "off")
+MIN_PAIRS = 1 << 23
+"""``auto`` gathers when the summary part holds at least this many (query, summary key) pairs.
+H100, bf16, 16 heads (benchmarks/RESULTS.md, session 6): at 4k tokens (4096 x 512 pairs) the
+gathers and extra launches cost more host time than the dense tiles save; at 16k (16384 x 1024)
+forward and backward run 1.4-2.5x faster than plain blocks."""
+
+_MODE: str | None = None  # None: follow $PATTERNC_SUMMARY
 
 
-def enabled() -> bool:
-    """Whether :func:`patternc.runtime.attention` takes this path (``$PATTERNC_SUMMARY``, default off)."""
-    if _ENABLED is not None:
-        return _ENABLED
-    from patternc.runtime.cache import env_flag
+def mode() -> str:
+    """``auto`` / ``force`` / ``off``: :func:`set_mode`'s, else ``$PATTERNC_SUMMARY``, else ``auto``."""
+    if _MODE is not None:
+        return _MODE
+    value = os.environ.get("PATTERNC_SUMMARY", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"PATTERNC_SUMMARY must be one of {', '.join(MODES)}, got {value!r}")
+    return value
 
-    return env_flag("PATTERNC_SUMMARY", False)
+
+def set_mode(value: str | None) -> None:
+    """Set the mode for this process (None: follow ``$PATTERNC_SUMMARY`` again)."""
+    global _MODE
+    if value is not None and value not in MODES:
+        raise ValueError(f"summary mode must be one of {', '.join(MODES)}, got {value!r}")
+    _MODE = value
 
 
-def enable(on: bool | None = True) -> None:
-    """Turn the path on or off for this process (None: follow ``$PATTERNC_SUMMARY`` again)."""
-    global _ENABLED
-    _ENABLED = on
+def choose(node: ir.Node, nq: int, nk: int) -> Summary | None:
+    """The decomposition to run ``node`` with at these lengths under the current mode, or None."""
+    how = mode()
+    if how == "off":
+        return None
+    dec = decompose(node, nq, nk)
+    return dec if dec is not None and (how == "force" or nq * dec.nks >= MIN_PAIRS) else None
 
 
 @dataclass(frozen=True)
