@@ -1,7 +1,6 @@
-"""The summary gather (``patternc.runtime.summary``, opt-in) on a GPU: forward (output, LSE)
+"""The summary gather (``patternc.runtime.summary``, forced on) on a GPU: forward (output, LSE)
 against a chunked fp32 reference and gradients against float64 autograd of the reference
-formula, at 16k tokens. Never run yet (written in session 5 without device time): run with
-``pytest -m gpu`` on a CUDA machine before turning the switch on by default."""
+formula, at 16k tokens and with a short query side. Run with ``pytest -m gpu`` on a CUDA machine."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """Summary gather: the Sparse Transformer ``fixed`` family with its summary keys made dense.
 
-**Opt-in, OFF by default** (``PATTERNC_SUMMARY=1`` or :func:`enable`): checked on Triton's CPU
-interpreter only; it has not yet run or been timed on a GPU.
-
 ``fixed(l, c)`` holds the last ``c`` keys of every block of ``l`` (``j % l >= l - c``): 8 of 256 at
 the usual sizes, so even 16-key tiles over them are half empty. The summary keys ``S`` (sorted,
 ``S[t] // l == t // c``) gathered into a compact K / V turn that part into dense tiles. Disjoint
@@ -16,8 +13,9 @@ decomposition, per head group (query at physical position ``x``):
   head group costs nothing).
 
 The summary part runs as ``$steps(l, c, nk - nks)`` (:class:`patternc.ir.Steps`) over the compact
-keys; both parts go through the differentiable public path with their LSE, merged here by
-log-sum-exp in torch, so autograd gives the backward (the index gather scatters its gradient back).
+keys, as one more launch of the plan (``patternc.runtime.forward`` / ``backward``): its forward
+merges into the rest's ``(out, lse)`` in the kernel epilogue, its backward adds dQ in the kernel
+and dK / dV through ``index_add_``. :func:`choose` decides per call (``$PATTERNC_SUMMARY``).
 """
 
 from __future__ import annotations
