@@ -246,18 +246,26 @@ def _summary_steps(dec: summary.Summary, H: int, nq: int, D: int, dtype: torch.d
                    device: str) -> tuple[_Step, ...]:
     """The summary gather (``patternc.runtime.summary``): the rest on the physical keys, then the
     summary part on the compact keys, each with the tiles it would get as a pattern of its own."""
-    out: list[_Step] = []
-    if not isinstance(dec.rest, ir.Empty):
-        cfg = dense_config(dec.rest, nq, dec.nk, H, D, dtype, device)
-        out.append(_Step(_cached_setup(dec.rest, H, nq, dec.nk, D, dtype, device, cfg)))
+    rest = _cached_setup(dec.rest, H, nq, dec.nk, D, dtype, device,
+                         dense_config(dec.rest, nq, dec.nk, H, D, dtype, device))
     cfg = dense_config(dec.single, nq, dec.nks, H, D, dtype, device) or gen.default_config(D, interpreting())
     setup = _cached_setup(dec.steps, H, nq, dec.nks, D, dtype, device, cfg)
-    if out:  # dQ adds to the rest's: whole query tiles. dK / dV go to fresh compact buffers, and
-        # their tiles (summary keys, seen by every later query) stay split across programs
+    steps = _without_empty_rest([_Step(rest), _Step(setup, gather=dec.index(device), accum=True)])
+    if steps[-1].accum:  # dQ adds to the rest's: whole query tiles. dK / dV go to fresh compact
+        # buffers, and their tiles (summary keys, seen by every later query) stay split
         whole_q = schedule(setup.plan.forward, setup.cfg.bm2, setup.plan.block_q, nq, 1 << 30)
-        setup = dataclasses.replace(setup, sq=whole_q)
-    out.append(_Step(setup, gather=dec.index(device), accum=bool(out)))
-    return tuple(out)
+        steps = (steps[0], dataclasses.replace(steps[1], setup=dataclasses.replace(setup, sq=whole_q)))
+    return steps
+
+
+def _without_empty_rest(steps: list[_Step]) -> tuple[_Step, ...]:
+    """``steps`` (a rest, then adding steps) less a rest without any block: the first adding step
+    then stores instead (its kernels write every row and key). Saves passes that write zeros to
+    dQ, dK, dV and read them back."""
+    plan = steps[0].setup.plan
+    if len(steps) > 1 and not int(plan.forward.num.sum() + plan.forward.full_num.sum()):
+        steps = [dataclasses.replace(steps[1], accum=False), *steps[2:]]
+    return tuple(steps)
 
 
 @functools.lru_cache(maxsize=128)
@@ -273,7 +281,7 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
     for part in dec.parts:
         out.append(_Step(_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, _whole(cfg)),
                          (part.r, part.u0, part.off), accum=True))
-    return tuple(out)
+    return _without_empty_rest(out)
 
 
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -246,7 +246,16 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
         pcfg = ForwardConfig(base.block_q, base.block_k, base.num_warps, base.num_stages, 1 << 30)
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device, pcfg,
                                  (part.r, part.u0, part.off)))
-    return tuple(out)
+    return _without_empty_rest(out)
+
+
+def _without_empty_rest(launches: list[_Launch]) -> tuple[_Launch, ...]:
+    """``launches`` (a rest, then merging launches) less a rest without any block: the first
+    merging launch then stores instead (every head group, so heads without work get 0 and
+    ``-inf``). Saves a pass that writes zeros and one that reads them back."""
+    if len(launches) > 1 and not any(launches[0].active):
+        launches = [dataclasses.replace(launches[1], accum=False), *launches[2:]]
+    return tuple(launches)
 
 
 def _part_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype, device: str,
@@ -262,14 +271,11 @@ def _summary_launches(dec: summary.Summary, B: int, H: int, Hkv: int, nq: int, D
                       device: str) -> tuple[_Launch, ...]:
     """The summary gather (``patternc.runtime.summary``): the rest on the physical keys, then the
     summary part on the compact keys, merged into the rest's ``(out, lse)`` in its epilogue."""
-    out = []
-    if not isinstance(dec.rest, ir.Empty):
-        cfg = _part_config(dec.rest, nq, dec.nk, H, D, dtype, device, False)
-        out.append(_cached_setup(dec.rest, B, H, Hkv, nq, dec.nk, D, dtype, device, cfg))
-    cfg = _part_config(dec.single, nq, dec.nks, H, D, dtype, device, bool(out))
+    cfg = _part_config(dec.rest, nq, dec.nk, H, D, dtype, device, False)
+    rest = _cached_setup(dec.rest, B, H, Hkv, nq, dec.nk, D, dtype, device, cfg)
+    cfg = _part_config(dec.single, nq, dec.nks, H, D, dtype, device, True)
     part = _cached_setup(dec.steps, B, H, Hkv, nq, dec.nks, D, dtype, device, cfg)
-    out.append(dataclasses.replace(part, gather=dec.index(device), accum=bool(out)))
-    return tuple(out)
+    return _without_empty_rest([rest, dataclasses.replace(part, gather=dec.index(device), accum=True)])
 
 
 @dataclass(frozen=True)
