@@ -241,12 +241,15 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
         return (_cached_setup(node, B, H, Hkv, nq, nk, D, dtype, device, cfg),)
     out = [_cached_setup(dec.rest, B, H, Hkv, nq, nk, D, dtype, device, cfg)]
     for part in dec.parts:
-        base = default_config(part.nq, part.nk, D, dtype, interpreting())
-        # gathered rows are short and regular: never split (the merge epilogue needs whole rows)
-        pcfg = ForwardConfig(base.block_q, base.block_k, base.num_warps, base.num_stages, 1 << 30)
-        out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device, pcfg,
-                                 (part.r, part.u0, part.off)))
+        out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device,
+                                 _residue_config(part.nq, part.nk, D, dtype), (part.r, part.u0, part.off)))
     return _without_empty_rest(out)
+
+
+def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConfig:
+    """Tiles of a residue launch: the head dim's rule at its virtual lengths. Gathered rows are
+    short and regular: never split (the merge epilogue needs whole rows)."""
+    return dataclasses.replace(default_config(nq, nk, D, dtype, interpreting()), split=1 << 30)
 
 
 def _without_empty_rest(launches: list[_Launch]) -> tuple[_Launch, ...]:
