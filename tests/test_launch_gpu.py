@@ -1,6 +1,7 @@
 """Direct launches on the GPU (patternc.runtime.launch): repeated calls, which take the direct path
-after the first, and inputs whose specialization differs (a misaligned view) stay correct against
-the reference. Run with ``pytest -m gpu`` on a CUDA machine."""
+after the first, and inputs whose specialization differs (a misaligned view, an int argument equal
+to 1, which Triton compiles as a constant, then 17) stay correct against the reference. Run with
+``pytest -m gpu`` on a CUDA machine."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 import patternc
 from patternc import ir
 from patternc.runtime import launch
+from patternc.runtime.expand import expand_runs
 
+from .test_backward_gpu import run as run_backward
 from .test_backward_support import assert_close, chunked_ref_grads
 from .test_kernels_forward_gpu import PATTERNS, chunked_reference
 
@@ -44,3 +47,32 @@ def test_repeated_calls_and_misaligned_inputs(name: str) -> None:
         ref = chunked_ref_grads(q, k, v, do, node, 1.0 / math.sqrt(D))
         for a, b, g in zip(got, ref, ("dq", "dk", "dv")):
             assert_close(a, b, torch.bfloat16, f"{g} of {name}, call {call}")
+
+
+@pytest.fixture
+def fresh_launchers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kernel compiled by earlier tests of this process: the calls below decide what compiles."""
+    monkeypatch.setattr(launch, "_LAUNCHERS", {})
+
+
+@pytest.mark.usefixtures("fresh_launchers")
+def test_int_argument_one_then_one_mod_16() -> None:
+    # Triton compiles an int argument equal to 1 as the constant 1; a later call with 17 or 33 (1
+    # mod 16) must not reuse that kernel. Seen: a 1-run plan expansion (test_random_patterns_and_shapes)
+    # then one of 3489 runs (test_16k_tokens[bigbird]) read its counts from the wrong row and wrote
+    # far past its buffer (illegal memory access / invalid address space faults)
+    for n in (1, 17, 33, 1, 17):
+        t = torch.arange(n)
+        prog = torch.stack([t, 5 + t, torch.ones_like(t), torch.zeros_like(t)]).cuda()  # run t: [5 + t] at t
+        out = torch.zeros(n + 256, dtype=torch.int32, device="cuda")  # slack for a wrong kernel's writes
+        expand_runs(out, prog)
+        assert out[:n].tolist() == (5 + t).tolist() and not out[n:].any(), f"{n} runs"
+
+
+@pytest.mark.usefixtures("fresh_launchers")
+@pytest.mark.parametrize("later", [17, 129])
+def test_backward_after_a_one_row_call(later: int) -> None:
+    # seen in test_random_patterns_and_shapes: the backward preprocess compiled at nq = 1 reused at
+    # nq = 129 wrote delta and the LSE of row 0 only (NaN / wrong dQ)
+    for nq in (1, later):
+        run_backward(ir.Full(), 1, 1, 1, nq, nq, 16, torch.float16)
