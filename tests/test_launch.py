@@ -54,6 +54,7 @@ def test_spec_follows_what_triton_specializes() -> None:
     assert L._spec(1) != L._spec(2) != L._spec(16)  # == 1, % 16, neither
     assert L._spec(32) == L._spec(48) and L._spec(3) == L._spec(19) != L._spec(5)
     assert L._spec(1 << 40) != L._spec(16)  # 64-bit
+    assert L._spec(1) != L._spec(17) and L._spec(1) != L._spec(-15)  # 1 is a constant to Triton
     a = torch.zeros(64)
     assert L._spec(a) == L._spec(torch.ones(8)) and L._spec(a[1:]) != L._spec(a)  # 16-byte alignment
     assert L._spec(a.half()) != L._spec(a)

@@ -33,8 +33,8 @@ MAX_KEYS = 1024  # specializations remembered per kernel
 
 def _spec(a: Any) -> Any:
     """What Triton specializes a kernel argument on (``triton.runtime.jit.specialize_impl``), or
-    finer: per tensor its dtype and address mod 16, per 32-bit integer 1 itself or its value mod
-    16, a wider integer its value, anything else its type."""
+    finer: per tensor its dtype and address mod 16, per 32-bit integer -1 for 1 (a constant to
+    Triton) or its value mod 16, a wider integer its value, anything else its type."""
     return _key((a,))[0]
 
 
@@ -43,7 +43,9 @@ def _key(args: tuple[Any, ...], lo: int = _INT32[0], hi: int = _INT32[1],
     # one comprehension, no call per argument: this runs on every launch. Integers are tested
     # first: ``isinstance(x, torch.Tensor)`` goes through torch's metaclass and costs ~0.13 us on
     # a non-tensor (VM, 60 arguments: 13.5 -> 8.2 us)
-    return tuple([(a if a == 1 or not lo <= a <= hi else a & 15) if type(a) is int else
+    # an int equal to 1 gets its own key (-1, which no other int maps to): Triton compiles it as the
+    # constant 1, so 17 or 33 (1 mod 16) must not reuse that kernel
+    return tuple([(-1 if a == 1 else a & 15 if lo <= a <= hi else a) if type(a) is int else
                   (a.dtype, a.data_ptr() & 15) if isinstance(a, tensor) else type(a)
                   for a in args])
 
