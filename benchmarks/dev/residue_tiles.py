@@ -28,10 +28,8 @@ PATTERNS = os.environ.get("RT_PATTERNS", ";".join([
     "sparse_transformer/sparse_transformer_stride", "sparse_transformer/sparse_transformer_strided",
     "sparse_transformer/sparse_transformer_strided_heads",
     "dilated_sliding_window/dilated_sliding_window_causal"])).split(";")
-FWD = [(64, 64, 4, 3), (64, 64, 4, 2), (128, 64, 4, 3), (128, 64, 8, 2), (128, 128, 4, 3),
-       (128, 128, 8, 3), (64, 32, 4, 2), (32, 64, 4, 2)]
-BWD = [(64, 64, 64, 64, 64, 64, 4, 2), (64, 64, 64, 64, 64, 64, 4, 3), (64, 64, 32, 64, 64, 32, 4, 2),
-       (128, 128, 64, 128, 128, 64, 8, 2), (128, 64, 64, 64, 128, 64, 4, 2), (128, 64, 64, 64, 128, 64, 8, 2)]
+FWD = [(64, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 3), (128, 128, 8, 3), (64, 32, 4, 2)]
+BWD = [(64, 64, 64, 64, 64, 64, 4, 3), (128, 128, 64, 128, 128, 64, 8, 2), (128, 64, 64, 64, 128, 64, 4, 2)]
 
 
 def clear() -> None:
