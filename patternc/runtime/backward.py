@@ -197,8 +197,9 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         ks, vs = summary.gather(k, v, step.gather)
         dks, dvs = torch.empty_like(ks), torch.empty_like(vs)
         _launch(step.setup, None, q, ks, vs, do, lse2, delta, dq, dks, dvs, scale, False, step.accum)
-        if not step.accum:
-            dk.zero_(), dv.zero_()
+        if not step.accum:  # no rest stored them
+            dk.zero_()
+            dv.zero_()
         dk.index_add_(2, step.gather, dks)
         dv.index_add_(2, step.gather, dvs)
     return dq, dk, dv

@@ -34,6 +34,15 @@ def env_flag(name: str, default: bool) -> bool:
     return value not in ("0", "false", "no", "off") if default else value in ("1", "true", "yes", "on")
 
 
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """A switch among ``choices`` (case-insensitive); unset or empty gives the first; anything
+    else is a ``ValueError`` that names the variable and the choices."""
+    value = os.environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def cache_dir() -> Path:
     """The root of the kernel-source cache (``$PATTERNC_CACHE_DIR`` or ``~/.cache/patternc``)."""
     root = os.environ.get("PATTERNC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "patternc")

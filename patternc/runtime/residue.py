@@ -28,7 +28,6 @@ whenever some branch has a gathered form (tests); ``"off"`` never.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 from patternc import ir
@@ -36,6 +35,7 @@ from patternc.lower import lower
 from patternc.lower.combine import dependence
 from patternc.lower.strategies import gathered, modulus, union_parts
 from patternc.passes import optimize
+from patternc.runtime.cache import env_choice
 
 MODES = ("auto", "force", "off")
 GAIN = 0.75  # "auto" gathers when (rest + gathered blocks) <= GAIN * plain blocks
@@ -47,10 +47,7 @@ sequences (4k tokens) run plain."""
 
 def default_mode() -> str:
     """``$PATTERNC_RESIDUE`` (``auto`` / ``force`` / ``off``), ``auto`` when unset."""
-    mode = os.environ.get("PATTERNC_RESIDUE", "auto").strip().lower() or "auto"
-    if mode not in MODES:
-        raise ValueError(f"PATTERNC_RESIDUE must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
+    return env_choice("PATTERNC_RESIDUE", MODES)
 
 
 @dataclass(frozen=True)

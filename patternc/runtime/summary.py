@@ -21,12 +21,12 @@ and dK / dV through ``index_add_``. :func:`choose` decides per call (``$PATTERNC
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import torch
 
 from patternc import ir
+from patternc.runtime.cache import env_choice
 
 MIN_BLOCKS = 2
 """Only key lengths of at least this many blocks of ``l`` take the summary path: below, the
@@ -46,10 +46,7 @@ def mode() -> str:
     """``auto`` / ``force`` / ``off``: :func:`set_mode`'s, else ``$PATTERNC_SUMMARY``, else ``auto``."""
     if _MODE is not None:
         return _MODE
-    value = os.environ.get("PATTERNC_SUMMARY", "auto").strip().lower() or "auto"
-    if value not in MODES:
-        raise ValueError(f"PATTERNC_SUMMARY must be one of {', '.join(MODES)}, got {value!r}")
-    return value
+    return env_choice("PATTERNC_SUMMARY", MODES)
 
 
 def set_mode(value: str | None) -> None:
