@@ -3,7 +3,7 @@
 The primitive against a brute-force transcription of its definition, its lowering and both
 predicates against the reference mask; the decomposition against the pattern's mask (exact and
 disjoint); the whole path (forward, LSE, gradients, also through the LSE) against the float64
-reference on Triton's interpreter; and the switch (off by default).
+reference on Triton's interpreter (also with every backward tile split); and the switch (auto / force / off).
 """
 
 from __future__ import annotations
