@@ -270,6 +270,23 @@ def test_forward_matches_reference_on_random_shapes(l: int, data: st.DataObject,
 
 
 @pytest.mark.usefixtures("on")
+def test_custom_ops_take_the_path_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.compile calls the custom ops; the gather happens inside them, so it runs the same
+    # launches as the eager autograd.Function, bit for bit, forward and backward
+    node = shapes(16, 5)["fixed"]
+    q, k, v = (t.requires_grad_() for t in _inputs(4, 2, 45, 45, 16, torch.float32, 7))
+    calls = spy_on_summary(monkeypatch)
+    out, lse = attention(q, k, v, node, return_lse=True)
+    eager = torch.autograd.grad(out.sum() + lse.sum(), (q, k, v))
+    seen = len(calls)
+    o2, l2 = torch.ops.patternc.attention_fwd(q, k, v, autograd.pattern_key(node), 0.25)
+    ops = torch.autograd.grad(o2.sum() + l2.sum(), (q, k, v))
+    assert seen == 2 and len(calls) == 4  # forward and backward, each way
+    assert torch.equal(out, o2) and torch.equal(lse, l2)
+    assert all(torch.equal(a, b) for a, b in zip(eager, ops))
+
+
+@pytest.mark.usefixtures("on")
 def test_half_precision_forward() -> None:
     node = shapes(16, 4)["fixed"]
     q, k, v = _inputs(2, 2, 40, 48, 16, torch.float16, 3)
