@@ -29,5 +29,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups find it without this hook (attention is per call)
+        return value
     raise AttributeError(f"module 'patternc' has no attribute {name!r}")

@@ -61,5 +61,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Any, s
 
         out, lse = autograd.attention(q, k, v, node, scale)
     else:
-        out, lse = forward(q, k, v, node, scale)
+        out, lse = forward(q, k, v, node, scale, _checked=True)
     return (out, lse) if return_lse else out

@@ -113,7 +113,7 @@ class _EagerAttention(torch.autograd.Function):
                 scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         from patternc.runtime.forward import forward
 
-        out, lse = forward(q, k, v, node, scale)
+        out, lse = forward(q, k, v, node, scale, _checked=True)  # only patternc.attention calls it
         out, lse = out.contiguous(), lse.float().contiguous()  # as attention_fwd returns them
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.node, ctx.scale = node, scale

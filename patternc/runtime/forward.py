@@ -182,15 +182,17 @@ def kernel_module(spec: gen.ForwardSpec):  # type: ignore[no-untyped-def]
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, scale: float | None = None,
             *, plan: Plan | None = None, config: ForwardConfig | None = None,
-            residue_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            residue_mode: str | None = None, _checked: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(q k^T * scale + mask) v`` and its natural-log LSE (float32 ``[B, H, nq]``, ``-inf``
     on rows with no keys). q ``[B, H, nq, D]``, k / v ``[B, Hkv, nk, D]``, ``Hkv`` divides ``H``.
 
     ``plan`` (tests, tools) replaces the lowering; its blocks then set the kernel's blocks (and
     no branch runs residue-gathered). ``residue_mode``: ``auto`` / ``force`` / ``off``
-    (``patternc.runtime.residue``; default ``$PATTERNC_RESIDUE`` or ``auto``).
+    (``patternc.runtime.residue``; default ``$PATTERNC_RESIDUE`` or ``auto``). ``_checked``: the
+    caller already ran :func:`check_inputs` (``patternc.attention``: small calls are host-bound).
     """
-    check_inputs(q, k, v)
+    if not _checked:
+        check_inputs(q, k, v)
     B, H, nq, D = q.shape
     Hkv, nk = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
