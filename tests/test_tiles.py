@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import patternc
 from patternc import ir, reference
+from patternc.codegen import backward as gen_bwd
 from patternc.codegen.backward import BackwardConfig
 from patternc.runtime import tiles
 
@@ -93,6 +94,20 @@ def test_short_and_long_rows() -> None:
     assert forward_choice(ir.Band(1100), 65536) == fwd.default_config(65536, 65536, 64, BF16, False)
     rule256 = fwd.default_config(65536, 65536, 256, BF16, False)
     assert forward_choice(bl["block_local"](), 65536, D=256) == rule256
+
+
+@pytest.mark.usefixtures("on_h100")
+def test_long_backward_rows() -> None:
+    # a 4096-key causal window averages ~64 tiles a row: the dense 128x128 backward tiles at
+    # D=128 only; block-local and band rows (a few tiles) and Longformer keep the rule
+    window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
+    bl = patternc.load("patternc/stdlib_patterns/block_local.sap")["block_local"]()
+    for n in (16384, 65536):
+        assert bwd.dense_config(window, n, n, 16, 128, BF16) == gen_bwd.DENSE_D128
+        assert bwd.dense_config(window, n, n, 16, 64, BF16) is None
+        for node in (bl, ir.Band(256), ir.Band(256) | ir.Global(ir.TokenList.of(0))):
+            assert bwd.dense_config(node, n, n, 16, 128, BF16) is None
+    assert bwd.dense_config(ir.Causal(), 65536, 65536, 16, 128, BF16) == gen_bwd.DENSE_D128  # dense
 
 
 @pytest.mark.usefixtures("on_h100")

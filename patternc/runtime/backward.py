@@ -211,7 +211,8 @@ def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.d
     """With 16-bit inputs, ``D <= 128`` and Hopper's shared memory: ``codegen.backward.DENSE_D128``
     for dense patterns (causal, prefix-LM) with ``D > 64``, else the head-dim rule, unless a
     candidate that the plan's tile counts predict clearly faster replaces it
-    (``patternc.runtime.tiles``: narrow key blocks for ``fixed``). None for the head-dim rule
+    (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), or at D > 64 rows averaging
+    ``tiles.LONG_ROWS`` tiles take ``DENSE_D128`` too (``tiles.backward_rows``). None for the head-dim rule
     (``codegen.backward.default_config``), on other inputs and GPUs too. The backward lowers its
     own plan at these blocks, whatever the forward's were (it reads only ``out`` and ``lse``)."""
     if interpreting() or dtype == torch.float32 or D > 128 or nq < 128 or nk < 128 \
@@ -222,7 +223,8 @@ def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.d
     from patternc.runtime import tiles
 
     base = dataclasses.astuple(gen.DENSE_D128 if dense else rule)[:8]
-    best = tiles.choose(ir.concretize(node, nk), nq, nk, H, D, base, True)
+    node_c = ir.concretize(node, nk)
+    best = tiles.backward_rows(node_c, nq, nk, H, D, tiles.choose(node_c, nq, nk, H, D, base, True))
     return None if best == dataclasses.astuple(rule)[:8] else gen.BackwardConfig(*best)
 
 

@@ -109,6 +109,14 @@ patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25
 (FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
 D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
+BACKWARD_LONG_ROWS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    # head dim: (rule, config for long rows: the dense patterns' codegen.backward.DENSE_D128)
+    128: ((64, 64, 32, 64, 64, 32, 4, 2), (128, 128, 64, 128, 128, 64, 8, 2)),
+}
+"""The backward's long rows (rows averaging at least ``LONG_ROWS`` 64x64 tiles) at 64 < D <= 128
+take 128x128 blocks too: H100, bf16, ``sliding_window_causal``, ms, rule -> long-row config
+(FlexAttention), ``results/sweep_h100_2026-11-22_s4_n*_d128.json``: 64k 15.72 -> 14.44 (14.69),
+16k 3.80 -> 3.35 (3.08). Rows of a few tiles lose with them (block-local 1.97 -> 2.03 ms)."""
 
 
 def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
@@ -180,9 +188,23 @@ def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
     c = counts(node, nq, nk, 64, 64, heads)
     if c.heaviest <= most:
         return short
-    if long is not None and c.rows and c.full + c.partial >= LONG_ROWS * c.rows:
-        return long
-    return cfg
+    return long if long is not None and _long_rows(c) else cfg
+
+
+def backward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
+                  cfg: tuple[int, ...]) -> tuple[int, ...]:
+    """``cfg`` (a backward config tuple), or where it is the head dim's rule and concrete
+    ``node``'s plan has long rows, the config for them (``BACKWARD_LONG_ROWS``); unchanged when
+    the model is off."""
+    d = 128 if 64 < head_dim <= 128 else 0
+    if not enabled() or d not in BACKWARD_LONG_ROWS or cfg != BACKWARD_LONG_ROWS[d][0]:
+        return cfg
+    return BACKWARD_LONG_ROWS[d][1] if _long_rows(counts(node, nq, nk, 64, 64, heads)) else cfg
+
+
+def _long_rows(c: Counts) -> bool:
+    """Whether the plan's rows average at least ``LONG_ROWS`` visited tiles."""
+    return bool(c.rows) and c.full + c.partial >= LONG_ROWS * c.rows
 
 
 def lower_bound(c: Counts, default: tuple[int, int], shape: tuple[int, int], cost: TileCost, nq: int,
