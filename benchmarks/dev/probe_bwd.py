@@ -1,7 +1,8 @@
 """Where a backward's time goes (session 5, issue #6): per pattern, the backward timed as the suite
 times it (``torch.autograd.grad`` through ``patternc.attention``), as a direct call of
 ``runtime.backward``, FlexAttention's beside them, and the CUDA kernels of a few autograd
-backwards under ``torch.profiler`` (name, count, mean us).
+backwards under ``torch.profiler`` (name, count, mean us); the same kernel lists for the
+forward (session 6: which launch of a multi-launch forward, e.g. ``longformer_heads``, costs what).
 
     PROBE_N=16384 PROBE_D=64 PROBE_PATTERNS='sparse_transformer/sparse_transformer_block' \
         python benchmarks/dev/probe_bwd.py
@@ -61,7 +62,9 @@ def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
             "ours_bwd_direct": median_ms(lambda: backward(q, k, v, out, lse, do, node)),
             "flex_bwd_autograd": median_ms(lambda: grad(fo)),
             "ours_kernels": kernels(lambda: grad(o)),
-            "flex_kernels": kernels(lambda: grad(fo))}
+            "flex_kernels": kernels(lambda: grad(fo)),
+            "ours_fwd_kernels": kernels(lambda: forward(q, k, v, node)),
+            "flex_fwd_kernels": kernels(lambda: flex(q, k, v, block_mask=bm))}
 
 
 def main() -> None:
