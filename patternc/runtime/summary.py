@@ -89,7 +89,8 @@ class Summary:
     @property
     def single(self) -> ir.Steps:
         """The summary part of one head group that has one (its tile choice stands for all)."""
-        return ir.Steps(self.l, self.c, self.nk - self.nks)
+        parts = self.steps.parts if isinstance(self.steps, ir.Heads) else (self.steps,)
+        return next(p for p in parts if isinstance(p, ir.Steps))
 
 
 def summary_count(nk: int, l: int, c: int) -> int:
