@@ -9,6 +9,8 @@ Two phases in one command: ``TILES_WORKERS`` processes first compile and run eve
 process times every variant alone (``do_bench`` medians) and writes ``$OUT/tiles_<preset>.json``.
 
     TILES_PRESET=fit TILES_WORKERS=12 python benchmarks/dev/tiles_sweep.py
+    TILES_JOBS='65536:128:block_local/block_local' TILES_FWD128= \
+        TILES_BWD128='64,64,32,64,64,32,4,2;64,64,32,64,64,32,4,2,0,1' python benchmarks/dev/tiles_sweep.py
 """
 
 from __future__ import annotations
@@ -72,9 +74,19 @@ def jobs() -> list[tuple[int, int, str]]:
     return PRESETS[os.environ.get("TILES_PRESET", "fit")]
 
 
+def _configs(var: str) -> list[tuple[int, ...]] | None:
+    # "a,b,...;a,b,..." (backward configs may add chunk and flat: BackwardConfig's field order)
+    spec = os.environ.get(var)
+    return [tuple(int(x) for x in c.split(",")) for c in spec.split(";")] if spec else None
+
+
 def variants(d: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Every candidate of head dim ``d``; ``TILES_FWD`` / ``TILES_BWD`` replace the lists (an
+    empty-string list: none of that kind)."""
     key = 64 if d <= 64 else 128
-    return [("fwd", c) for c in FWD[key]] + [("bwd", c) for c in BWD[key]]
+    fwd = _configs(f"TILES_FWD{key}") if f"TILES_FWD{key}" in os.environ else list(FWD[key])
+    bwd = _configs(f"TILES_BWD{key}") if f"TILES_BWD{key}" in os.environ else list(BWD[key])
+    return [("fwd", c) for c in fwd or ()] + [("bwd", c) for c in bwd or ()]
 
 
 def inputs(n: int, d: int) -> tuple[torch.Tensor, ...]:
