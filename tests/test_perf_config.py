@@ -120,13 +120,14 @@ def test_candidates_fit_their_head_dims() -> None:
 
 def test_backward_dense_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     bwd = importlib.import_module("patternc.runtime.backward")
-    from patternc.codegen.backward import DENSE_D128
+    from patternc.codegen.backward import WIDE_STEPS
 
     monkeypatch.setattr(bwd, "interpreting", lambda: False)
     monkeypatch.setattr(bwd, "large_smem", lambda device: True)
     bwd.dense_config.cache_clear()
-    assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.bfloat16) == DENSE_D128
-    assert bwd.dense_config(ir.Band(256), 8192, 8192, 4, 128, torch.bfloat16) is None
+    # Hopper, D=128: 64-wide steps for dense and sparse patterns alike; D=64's rule already has them
+    assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.bfloat16) == WIDE_STEPS
+    assert bwd.dense_config(ir.Band(256), 8192, 8192, 4, 128, torch.bfloat16) == WIDE_STEPS
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 64, torch.bfloat16) is None
     assert bwd.dense_config(ir.Causal(), 8192, 8192, 4, 128, torch.float32) is None
     monkeypatch.setattr(bwd, "large_smem", lambda device: False)  # e.g. an A100: 164 KiB

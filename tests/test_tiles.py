@@ -67,9 +67,9 @@ def test_band_keeps_64_and_causal_128(D: int) -> None:
         assert (band.block_q, band.block_k) == (64, 64)
         causal = forward_choice(ir.Causal(), n, D)
         assert causal == (fwd.DENSE_D64 if D == 64 else fwd.DENSE_D128)
-        assert backward_choice(ir.Band(256), n, D) == bwd.gen.default_config(D, False)
-        want = bwd.gen.default_config(D, False) if D == 64 else bwd.gen.DENSE_D128
-        assert backward_choice(ir.Causal(), n, D) == want
+        # the backward: 64x64 tiles with 64-wide steps (the D=64 rule) for both, at D=128 too
+        assert backward_choice(ir.Band(256), n, D) == gen_bwd.WIDE_STEPS
+        assert backward_choice(ir.Causal(), n, D) == gen_bwd.WIDE_STEPS
 
 
 @pytest.mark.usefixtures("on_h100")
@@ -97,17 +97,19 @@ def test_short_and_long_rows() -> None:
 
 
 @pytest.mark.usefixtures("on_h100")
-def test_long_backward_rows() -> None:
-    # a 4096-key causal window averages ~64 tiles a row: the dense 128x128 backward tiles at
-    # D=128 only; block-local and band rows (a few tiles) and Longformer keep the rule
+def test_backward_short_masked_rows() -> None:
+    # block-local causal rows (4 tiles, one of them PARTIAL) take 32-wide steps at D <= 128;
+    # block-local rows (FULL tiles only), long causal windows and Longformer keep 64-wide ones
+    bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
     window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
-    bl = patternc.load("patternc/stdlib_patterns/block_local.sap")["block_local"]()
-    for n in (16384, 65536):
-        assert bwd.dense_config(window, n, n, 16, 128, BF16) == gen_bwd.DENSE_D128
-        assert bwd.dense_config(window, n, n, 16, 64, BF16) is None
-        for node in (bl, ir.Band(256), ir.Band(256) | ir.Global(ir.TokenList.of(0))):
-            assert bwd.dense_config(node, n, n, 16, 128, BF16) is None
-    assert bwd.dense_config(ir.Causal(), 65536, 65536, 16, 128, BF16) == gen_bwd.DENSE_D128  # dense
+    short = BackwardConfig(*tiles.BACKWARD_SHORT_ROWS[1])
+    for n in (4096, 65536):
+        for D in (64, 128):
+            assert backward_choice(bl["block_local_causal"](), n, D) == short
+            for node in (bl["block_local"](), window, ir.Band(256) | ir.Global(ir.TokenList.of(0))):
+                assert backward_choice(node, n, D) == gen_bwd.WIDE_STEPS
+    # D > 128 and float32 keep the rule (no model there)
+    assert bwd.dense_config(bl["block_local_causal"](), 4096, 4096, 16, 256, BF16) is None
 
 
 @pytest.mark.usefixtures("on_h100")

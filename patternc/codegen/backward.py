@@ -63,10 +63,13 @@ class BackwardConfig:
             raise ValueError(f"tile sizes must divide the plan blocks: {self}")
 
 
-# dense patterns (causal, prefix-LM), 64 < D <= 128, 16-bit, Hopper's shared memory: H100, causal,
-# D=128: 6.85 ms at 16k tokens (7.70 ms with the default tiles, FlexAttention 7.02 ms), 117 ms at
-# 64k (FlexAttention 123 ms); patternc.runtime.backward.dense_config picks it
-DENSE_D128 = BackwardConfig(128, 128, 64, 128, 128, 64, num_warps=8, num_stages=2)
+# 64x64 tiles stepped 64 rows / keys at a time, with Hopper's shared memory, for every D <= 128
+# (patternc.runtime.backward.dense_config picks it at D > 64, where the portable rule steps 32).
+# H100, bf16, D=128, ms, portable rule -> this (benchmarks/results/sweep_bwd_h100_2026-11-22_s7_*):
+# causal 16k 7.39 -> 6.19 (the 128x128 tiles used until session 6: 6.71; FlexAttention ~7.0),
+# full 64k 273 -> 217 (229; FlexAttention 231), sliding_window_causal 64k 15.80 -> 13.22 (13.97;
+# 14.0-14.1), band(256) 64k 2.93 -> 2.61, Longformer 3.68 -> 3.31, block_local 1.99 -> 1.94
+WIDE_STEPS = BackwardConfig(64, 64, 64, 64, 64, 64, num_warps=4, num_stages=2)
 
 
 def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfig:
@@ -86,8 +89,8 @@ def default_config(head_dim: int, interpret: bool) -> BackwardConfig:
     # on bands and strided patterns (finer blocks skip more) and tie on causal; for D <= 64,
     # 64-wide steps beat 32-wide ones on all six benchmark patterns (by 2-13%)
     if head_dim <= 64:
-        return BackwardConfig(64, 64, 64, 64, 64, 64, num_warps=4, num_stages=2)
-    if head_dim <= 128:
+        return WIDE_STEPS
+    if head_dim <= 128:  # 32-wide steps: fits GPUs with less shared memory than Hopper's
         return BackwardConfig(64, 64, 32, 64, 64, 32, num_warps=4, num_stages=2)
     return BackwardConfig(64, 64, 16, 32, 32, 16, num_warps=4, num_stages=1)
 

@@ -27,7 +27,6 @@ from patternc.runtime.forward import (
     cached_plan,
     cached_table,
     interpreting,
-    is_dense,
     large_smem,
 )
 from patternc.runtime.launch import launch
@@ -208,24 +207,23 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
 @functools.lru_cache(maxsize=256)
 def dense_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype,
                  device: str = "cuda") -> gen.BackwardConfig | None:
-    """With 16-bit inputs, ``D <= 128`` and Hopper's shared memory: ``codegen.backward.DENSE_D128``
-    for dense patterns (causal, prefix-LM) with ``D > 64``, else the head-dim rule, unless a
-    candidate that the plan's tile counts predict clearly faster replaces it
-    (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), or at D > 64 rows averaging
-    ``tiles.LONG_ROWS`` tiles take ``DENSE_D128`` too (``tiles.backward_rows``). None for the head-dim rule
-    (``codegen.backward.default_config``), on other inputs and GPUs too. The backward lowers its
-    own plan at these blocks, whatever the forward's were (it reads only ``out`` and ``lse``)."""
+    """With 16-bit inputs, ``D <= 128`` and Hopper's shared memory: ``codegen.backward.WIDE_STEPS``
+    (64-wide steps) for every pattern, unless a candidate that the plan's tile counts predict
+    clearly faster replaces it (``patternc.runtime.tiles``: narrow key blocks for ``fixed``) or
+    its rows are short and masked (``tiles.backward_rows``: 32-wide steps). None for the head-dim
+    rule (``codegen.backward.default_config``), on other inputs and GPUs too. The backward lowers
+    its own plan at these blocks, whatever the forward's were (it reads only ``out`` and ``lse``).
+    (The name is historical: until session 7 only dense patterns had a config of their own.)"""
     if interpreting() or dtype == torch.float32 or D > 128 or nq < 128 or nk < 128 \
             or not large_smem(device):
         return None
-    rule = gen.default_config(D, False)
-    dense = D > 64 and is_dense(node, nq, nk, H, rule.block_q, rule.block_k)
     from patternc.runtime import tiles
 
-    base = dataclasses.astuple(gen.DENSE_D128 if dense else rule)[:8]
     node_c = ir.concretize(node, nk)
+    base = dataclasses.astuple(gen.WIDE_STEPS)[:8]
     best = tiles.backward_rows(node_c, nq, nk, H, D, tiles.choose(node_c, nq, nk, H, D, base, True))
-    return None if best == dataclasses.astuple(rule)[:8] else gen.BackwardConfig(*best)
+    rule = dataclasses.astuple(gen.default_config(D, False))[:8]
+    return None if best == rule else gen.BackwardConfig(*best)
 
 
 @dataclass(frozen=True)

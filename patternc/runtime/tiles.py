@@ -86,9 +86,11 @@ BACKWARD_D64: dict[tuple[int, ...], TileCost] = {
 # (the choice compares configs, so a common factor cancels) and must win by UNFITTED_MARGIN
 FORWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
     (64, 32, 4, 2): (64, 32, 4, 3), (64, 16, 4, 2): (64, 16, 4, 3)}
+# (the backward's D=128 base is D=64's config since session 7: its candidates are D=64's too;
+# ``fixed`` at 64k, no summary gather, ms: 64x64 37.3, 64x32 30.9, 64x32 with 32-row steps 32.4)
 BACKWARD_D128: dict[tuple[int, ...], tuple[int, ...]] = {
-    (64, 32, 32, 32, 64, 32, 4, 2): (64, 32, 64, 32, 64, 32, 4, 2),
-    (64, 16, 32, 16, 64, 16, 4, 2): (64, 16, 64, 16, 64, 16, 4, 2)}
+    (64, 32, 64, 32, 64, 32, 4, 2): (64, 32, 64, 32, 64, 32, 4, 2),
+    (64, 16, 64, 16, 64, 16, 4, 2): (64, 16, 64, 16, 64, 16, 4, 2)}
 MARGIN = 1.2  # a candidate replaces the rule-based config when predicted this much faster
 UNFITTED_MARGIN = 1.5
 ROW_RULES: dict[int, tuple[tuple[int, ...], tuple[int, ...], int, tuple[int, ...] | None]] = {
@@ -109,14 +111,13 @@ patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25
 (FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
 D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
-BACKWARD_LONG_ROWS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    # head dim: (rule, config for long rows: the dense patterns' codegen.backward.DENSE_D128)
-    128: ((64, 64, 32, 64, 64, 32, 4, 2), (128, 128, 64, 128, 128, 64, 8, 2)),
-}
-"""The backward's long rows (rows averaging at least ``LONG_ROWS`` 64x64 tiles) at 64 < D <= 128
-take 128x128 blocks too: H100, bf16, ``sliding_window_causal``, ms, rule -> long-row config
-(FlexAttention), ``results/sweep_h100_2026-11-22_s4_n*_d128.json``: 64k 15.72 -> 14.44 (14.69),
-16k 3.80 -> 3.35 (3.08). Rows of a few tiles lose with them (block-local 1.97 -> 2.03 ms)."""
+BACKWARD_SHORT_ROWS = ((64, 64, 64, 64, 64, 64, 4, 2), (64, 64, 32, 64, 64, 32, 4, 2), 4)
+"""The backward at D <= 128 on Hopper (``codegen.backward.WIDE_STEPS``, the first config) gives
+way to 32-wide steps (the second) where the plan's rows hold at most 4 tiles of 64x64 and some
+are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
+(``benchmarks/results/sweep_bwd_h100_2026-11-22_s7_*``): ``block_local_causal`` D=64 64k 0.882 ->
+0.820, D=128 4k 0.165 -> 0.128, 64k 1.784 -> 1.768. Rows of FULL tiles keep 64-wide steps
+(``block_local`` D=128: 1.94 against 1.99 ms at 64k, 0.508 against 0.528 at 16k)."""
 
 
 def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
@@ -193,13 +194,14 @@ def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
 
 def backward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
                   cfg: tuple[int, ...]) -> tuple[int, ...]:
-    """``cfg`` (a backward config tuple), or where it is the head dim's rule and concrete
-    ``node``'s plan has long rows, the config for them (``BACKWARD_LONG_ROWS``); unchanged when
-    the model is off."""
-    d = 128 if 64 < head_dim <= 128 else 0
-    if not enabled() or d not in BACKWARD_LONG_ROWS or cfg != BACKWARD_LONG_ROWS[d][0]:
+    """``cfg`` (a backward config tuple), or where it is the wide-step rule and concrete
+    ``node``'s plan has only short rows with PARTIAL tiles, the config for them
+    (``BACKWARD_SHORT_ROWS``); unchanged when the model is off."""
+    rule, short, most = BACKWARD_SHORT_ROWS
+    if not enabled() or head_dim > 128 or cfg != rule:
         return cfg
-    return BACKWARD_LONG_ROWS[d][1] if _long_rows(counts(node, nq, nk, 64, 64, heads)) else cfg
+    c = counts(node, nq, nk, 64, 64, heads)
+    return short if c.partial and c.heaviest <= most else cfg
 
 
 def _long_rows(c: Counts) -> bool:
