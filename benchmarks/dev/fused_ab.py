@@ -1,8 +1,7 @@
 """One launch or two for the backward's dK/dV and dQ programs (session 7, issue #6): per (N, D,
 pattern), the backward through autograd (as ``benchmarks/suite.py`` times it) with
-``runtime.backward._FUSED`` None (the rule, ``FUSE_MAX_PROGRAMS``), True (``bwd_kernel``) and False
-(``dkdv_kernel`` + ``dq_kernel``), alternating over rounds (each keeps its lowest median),
-FlexAttention's beside them, and the gradients of the two forced modes compared.
+``runtime.backward._FUSED`` on and off, alternating over rounds (each keeps its lowest median),
+FlexAttention's beside them, and the gradients of both modes compared.
 
     AB_JOBS='4096:64:block_local/block_local;65536:128:block_local/block_local' \
         python benchmarks/dev/fused_ab.py
@@ -40,16 +39,16 @@ def row(n: int, d: int, text: str, flex: Any) -> dict[str, Any]:
     def grad(out: torch.Tensor) -> Any:
         return torch.autograd.grad(out, (qg, kg, vg), do, retain_graph=True)
 
-    got: dict[bool | None, Any] = {}
+    got: dict[bool, Any] = {}
     best: dict[str, float] = {}
-    names = {None: "rule_ms", True: "fused_ms", False: "separate_ms"}
     for _ in range(ROUNDS):
-        for fused, key in names.items():
+        for fused in (True, False):
             rb._FUSED = fused
             got[fused] = grad(o)
+            key = "fused_ms" if fused else "separate_ms"
             best[key] = min(best.get(key, float("inf")), median_ms(lambda: grad(o)))
         best["flex_ms"] = min(best.get("flex_ms", float("inf")), median_ms(lambda: grad(fo)))
-    rb._FUSED = None
+    rb._FUSED = True
     diff = max(float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30))
                for a, b in zip(got[True], got[False]))
     return {"pattern": text, "n": n, "d": d, **best, "max_rel_diff": diff}

@@ -328,64 +328,12 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
         tl.atomic_add(part, dq, sem="relaxed")
 
 @triton.jit
-def _item2(HEADS_FAST: tl.constexpr):
-    # (work item, batch x head) of a 3-D grid program
-    if HEADS_FAST:
-        return tl.program_id(1), tl.program_id(0)
-    return tl.program_id(0), tl.program_id(1)
-
-
-@triton.jit
 def _item(p, items, heads, HEADS_FAST: tl.constexpr):
     # program p's (work item, batch x head): heads fastest when tiles are split (every head's long
     # chunks start in the first wave), else items fastest (neighbours share one head's data in L2)
     if HEADS_FAST:
         return p // heads, p % heads
     return p % items, p // items
-
-
-@triton.jit
-def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
-                sm_scale, qk_scale,
-                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
-                sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
-                BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
-                EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                HEADS_FAST: tl.constexpr = False):
-    # dK / dV alone (large grids, where one body per kernel runs faster than bwd_kernel's two):
-    # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
-    # every head's chunks start in the first wave); work items vary fastest otherwise
-    it, bh = _item2(HEADS_FAST)
-    _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                  tl.program_id(2){targs}, sm_scale, qk_scale,
-                  sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
-                  sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                  nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                  res_r, res_u0, res_off, nq_phys, nk_phys,
-                  BLOCK_Q, BLOCK_K, BM, BN, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM)
-
-
-@triton.jit
-def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
-              sm_scale, qk_scale,
-              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-              nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-              res_r, res_u0, res_off, nq_phys, nk_phys,
-              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-              D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
-              UPCAST: tl.constexpr, RES: tl.constexpr = False,
-              ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
-    # dQ alone, laid out as dkdv_kernel
-    it, bh = _item2(HEADS_FAST)
-    _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                tl.program_id(2){targs}, sm_scale, qk_scale,
-                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
-                BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM)
 
 
 @triton.jit
@@ -404,7 +352,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                K_HEADS_FAST: tl.constexpr = False, Q_HEADS_FAST: tl.constexpr = False):
     # programs [0, k_programs) compute dK / dV (work items over key tiles), the rest dQ (over query
     # tiles): one launch for both, so that dQ's programs fill the GPU while dK / dV's last ones
-    # run (small grids; large ones run dkdv_kernel and dq_kernel); grid axis 1 is the residue class
+    # run; grid axis 1 is the residue class (RES)
     p = tl.program_id(0)
     res_c = tl.program_id(1)
     if p < k_programs:
