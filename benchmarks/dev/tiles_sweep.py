@@ -75,7 +75,7 @@ def jobs() -> list[tuple[int, int, str]]:
 
 
 def _configs(var: str) -> list[tuple[int, ...]] | None:
-    # "a,b,...;a,b,..." (backward configs may add chunk: BackwardConfig's field order)
+    # "a,b,...;a,b,..." (backward configs may add chunk and flat: BackwardConfig's field order)
     spec = os.environ.get(var)
     return [tuple(int(x) for x in c.split(",")) for c in spec.split(";")] if spec else None
 

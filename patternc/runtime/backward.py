@@ -31,8 +31,6 @@ from patternc.runtime.forward import (
 )
 from patternc.runtime.launch import launch
 
-_FUSED = True  # one launch for dK / dV and dQ (False: two launches of the same kernel, for A/B timings)
-
 
 @functools.lru_cache(maxsize=256)
 def kernels(node: ir.Node, groups: int) -> tuple[ModuleType, tuple[predicate.TableArg, ...]]:
@@ -302,29 +300,28 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     buf = torch.zeros(nkb + nqb, device=q.device) if nkb + nqb else st.dummy
     kbuf = buf[:nkb].view(B * HKV, sk.n_slots, 2, cfg.bn1, st.dp) if sk.n_slots else st.dummy
     qbuf = buf[nkb:].view(B * H, sq.n_slots, cfg.bm2, st.dp) if sq.n_slots else st.dummy
-    strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3], *dq.stride()[:3],
-               *dk.stride()[:3], *dv.stride()[:3])
-    n_k, n_q = sk.items.shape[0] * B * HKV, sq.items.shape[0] * B * H
-    # one launch runs both kernels' programs (dK / dV first); FUSED=False: two launches of it
-    parts = ((n_k + n_q, n_k),) if _FUSED else ((n_k, n_k), (n_q, 0))
-    for programs, k_programs in parts:
-        launch(
-            st.module.bwd_kernel, (programs, r),
-            q, k, v, do, lse2, delta, dq, dk, dv, kbuf, qbuf,
-            bwd.num, _nonempty(bwd.idx), bwd.full_num, _nonempty(bwd.full_idx), sk.items,
-            fwd.num, _nonempty(fwd.idx), fwd.full_num, _nonempty(fwd.full_idx), sq.items, *st.tables,
-            scale, scale * gen.LOG2E, *strides,
-            plan.nq, plan.nk, H, HKV, st.groups, plan.groups,
-            plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1], sk.n_slots, sk.items.shape[0],
-            B * HKV, k_programs, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1], sq.n_slots,
-            sq.items.shape[0], B * H, r, u0, off, nq, nk,
-            BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
-            D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
-            EVEN_Q=res is None and plan.nq % plan.block_q == 0,
-            EVEN_K=res is None and plan.nk % plan.block_k == 0,
-            RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
-            K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
+    launch(
+        st.module.dkdv_kernel, _grid(B * HKV, sk, r),
+        q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
+        _nonempty(bwd.full_idx), sk.items, *st.tables,
+        *common, *dk.stride()[:3], *dv.stride()[:3],
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
+        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
+        UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
+    launch(
+        st.module.dq_kernel, _grid(B * H, sq, r),
+        q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        _nonempty(fwd.full_idx), sq.items, *st.tables,
+        *common, *dq.stride()[:3],
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
+        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
+        EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
+        HEADS_FAST=sq.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_q)
     # split tiles: their float32 sums into the gradients. ``sel`` is always the prefix 0..m-1 of the
     # buffer's rows (only the last split tile can run past the end), so a slice replaces the gather,
     # and one cast-and-copy makes the (dK, dV) pair contiguous: 3 kernels instead of 6 (dQ: 2 of 3)
@@ -338,6 +335,13 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     if sq.n_slots:
         part = qbuf.view(B, H, sq.n_slots * cfg.bm2, st.dp)[:, :, : sq.sel.shape[0], :D]
         dq[:, :, sq.rows] = part.to(dq.dtype)
+
+
+def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
+    """Heads fastest when tiles are split (so every head's long chunks start first), else work
+    items fastest (programs running together share one head's data in L2)."""
+    items = sched.items.shape[0]
+    return (heads, items, r) if sched.n_slots > 0 else (items, heads, r)
 
 
 def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,
