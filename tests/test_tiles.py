@@ -108,7 +108,7 @@ def test_backward_short_masked_rows() -> None:
             assert backward_choice(bl["block_local_causal"](), n, D) == short
             for node in (bl["block_local"](), window, ir.Band(256) | ir.Global(ir.TokenList.of(0))):
                 assert backward_choice(node, n, D) == gen_bwd.WIDE_STEPS
-    # D > 128 and float32 keep the rule (no model there)
+    # D > 128 keeps the head-dim rule (no model there)
     assert bwd.dense_config(bl["block_local_causal"](), 4096, 4096, 16, 256, BF16) is None
 
 

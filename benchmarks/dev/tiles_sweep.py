@@ -10,7 +10,7 @@ process times every variant alone (``do_bench`` medians) and writes ``$OUT/tiles
 
     TILES_PRESET=fit TILES_WORKERS=12 python benchmarks/dev/tiles_sweep.py
     TILES_JOBS='65536:128:block_local/block_local' TILES_FWD128= \
-        TILES_BWD128='64,64,32,64,64,32,4,2;64,64,32,64,64,32,4,2,0,1' python benchmarks/dev/tiles_sweep.py
+        TILES_BWD128='64,64,32,64,64,32,4,2;64,64,64,64,64,64,4,2' python benchmarks/dev/tiles_sweep.py
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def jobs() -> list[tuple[int, int, str]]:
 
 
 def _configs(var: str) -> list[tuple[int, ...]] | None:
-    # "a,b,...;a,b,..." (backward configs may add chunk and flat: BackwardConfig's field order)
+    # "a,b,...;a,b,..." (backward configs may add chunk: BackwardConfig's field order)
     spec = os.environ.get(var)
     return [tuple(int(x) for x in c.split(",")) for c in spec.split(";")] if spec else None
 
