@@ -28,8 +28,10 @@ D = int(os.environ.get("PROBE_D", "64"))
 PATTERNS = os.environ.get("PROBE_PATTERNS", "sparse_transformer/sparse_transformer_block").split(";")
 
 
-def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
-    """CUDA kernels of ``reps`` calls: name -> (count per call, mean us)."""
+def kernels(fn: Any, reps: int = 5) -> dict[str, Any]:
+    """CUDA kernels of ``reps`` calls: name -> (count per call, mean us), and under ``"order"``
+    each launch of one call in launch order, ``[name, mean us over the calls]`` (which launch of a
+    multi-launch call costs what: the rest's head groups, a residue or summary launch)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -38,11 +40,18 @@ def kernels(fn: Any, reps: int = 5) -> dict[str, tuple[int, float]]:
         for _ in range(reps):
             fn()
         torch.cuda.synchronize()
+    events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
+                    key=lambda e: e.time_range.start)
     acc: dict[str, list[float]] = defaultdict(list)
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            acc[e.name[:60]].append(e.device_time)
-    return {k: (len(v) // reps, sum(v) / len(v)) for k, v in acc.items()}
+    for e in events:
+        acc[e.name[:60]].append(e.device_time)
+    out: dict[str, Any] = {k: (len(v) // reps, sum(v) / len(v)) for k, v in acc.items()}
+    per_call = len(events) // reps
+    if per_call:
+        out["order"] = [[events[i].name[:40],
+                         sum(events[c * per_call + i].device_time for c in range(reps)) / reps]
+                        for i in range(per_call)]
+    return out
 
 
 def probe(text: str, flex: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
