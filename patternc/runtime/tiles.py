@@ -13,10 +13,12 @@ unsure, nothing changes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 from patternc import ir
+from patternc.codegen.backward import WIDE_STEPS
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25
 (FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
 D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
-BACKWARD_SHORT_ROWS = ((64, 64, 64, 64, 64, 64, 4, 2), (64, 64, 32, 64, 64, 32, 4, 2), 4)
+BACKWARD_SHORT_ROWS = (dataclasses.astuple(WIDE_STEPS)[:8], (64, 64, 32, 64, 64, 32, 4, 2), 4)
 """The backward at D <= 128 on Hopper (``codegen.backward.WIDE_STEPS``, the first config) gives
 way to 32-wide steps (the second) where the plan's rows hold at most 4 tiles of 64x64 and some
 are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
