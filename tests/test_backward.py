@@ -6,6 +6,7 @@ the dense mask, so they test the backward alone; test_backward_autograd.py runs 
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -19,6 +20,8 @@ from patternc.runtime.backward import backward
 
 from .strategies import lengths, patterns
 from .test_backward_support import assert_close, dense_plan, ref_forward, ref_grads
+
+rb = importlib.import_module("patternc.runtime.backward")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # plan blocks of 32 with 16-wide tiles: every loop over sub-tiles runs more than once
@@ -66,7 +69,11 @@ def test_gradients_match_reference(node: ir.Node, nqk: tuple[int, int], data: st
     D = data.draw(st.sampled_from([16, 24]))
     config = data.draw(st.sampled_from([SMALL, SUBTILED, SPLIT]))
     B = data.draw(st.integers(1, 2))
-    check(node, B, H, HKV, nq, nk, D, dtype, config, seed=data.draw(st.integers(0, 9)))
+    rb._FUSED = data.draw(st.sampled_from([None, False]))  # small grids: None is one launch
+    try:
+        check(node, B, H, HKV, nq, nk, D, dtype, config, seed=data.draw(st.integers(0, 9)))
+    finally:
+        rb._FUSED = None
 
 
 def test_empty_rows_and_unseen_keys_get_zero_gradients() -> None:
@@ -130,7 +137,9 @@ def test_lse_gradient_is_folded_into_delta() -> None:
 
 def test_generated_source_is_readable_and_specialized() -> None:
     src, tables = generate(ir.Band(4) | ir.Random(2), 1)
-    assert "def dkdv_kernel" in src and "def dq_kernel" in src and "band(4) | random(2)" in src
+    kernels = ("bwd_kernel", "dkdv_kernel", "dq_kernel", "_dkdv_program", "_dq_program")
+    assert all(f"def {f}(" in src for f in kernels)
+    assert "band(4) | random(2)" in src
     assert "(j >= p - 4)" in src and len(tables) == 1
     src2, _ = generate(ir.Heads((ir.Band(4), ir.Causal())), 2)
     assert "if grp == 0:" in src2 and "else:" in src2
@@ -163,3 +172,20 @@ def test_schedule_splits_only_heavy_tiles() -> None:
             assert sk.rows.max() == n - 1
     # heaviest first: a chunk of the global row (8 blocks at most) precedes the band's tiles
     assert items[0, 0] == 0
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_and_separate_launches(monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
+    # one launch of bwd_kernel for dK / dV and dQ programs, or dkdv_kernel then dq_kernel: the
+    # same gradients; GQA, split tiles of both kinds and a partial last block exercise the indexings
+    monkeypatch.setattr(rb, "_FUSED", fused)
+    node = ir.Band(3) | ir.Global(ir.TokenList.of(0, 40))
+    check(node, 2, 4, 2, 50, 70, 16, torch.float32, SPLIT)
+    check(node, 1, 4, 1, 45, 45, 16, torch.float16, SUBTILED)
+
+
+def test_small_grids_take_one_launch() -> None:
+    # the smaller kind's programs, times residue classes, decide (runtime.backward.FUSE_MAX_PROGRAMS)
+    limit = rb.FUSE_MAX_PROGRAMS
+    assert rb._fused(limit, 10 * limit, 1) and rb._fused(10 * limit, 64, 32)
+    assert not rb._fused(limit + 1, limit + 1, 1) and not rb._fused(limit, limit, 2)

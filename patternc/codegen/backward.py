@@ -1,22 +1,25 @@
 """Backward kernels: Triton source generated per pattern (FlashAttention-2 style).
 
-Three kernels per backward call:
+Two launches per backward call:
 
 * ``preprocess`` (pattern-independent, defined here): ``delta = rowsum(dO * O)`` and the LSE
   moved to base 2, with rows that have no keys (LSE ``-inf``) mapped to ``+inf`` so that every
   probability recomputed for them is ``exp2(-inf) = 0``: zero gradients, never NaN.
-* ``dkdv`` (generated): one program per ``BN`` keys of one KV head. It walks the plan's
-  transposed tables (``plan.backward``: key-block rows listing query blocks), FULL blocks without
-  the predicate and PARTIAL blocks with it, recomputes ``P`` from the saved LSE and accumulates
-  ``dV += P^T dO`` and ``dK += dS^T Q``. Grouped-query attention loops over the query heads of
-  the KV head inside the program, so GQA needs no atomics and no second pass.
-* ``dq`` (generated): one program per ``BM`` queries of one head, walking ``plan.forward``.
+* ``bwd_kernel`` (generated): its first programs compute dK / dV, the rest dQ, so that dQ's
+  programs start while dK / dV's last ones run and a call pays one launch instead of two.
 
-Both generated kernels take a list of work items (``patternc.runtime.backward.schedule``):
-tiles heaviest first, and tiles with very long lists (global rows / columns) split over several
-programs that add float32 partial sums atomically into a small buffer.
+  * ``_dkdv_program``: ``BN`` keys of one KV head. It walks the plan's transposed tables
+    (``plan.backward``: key-block rows listing query blocks), FULL blocks without the predicate
+    and PARTIAL blocks with it, recomputes ``P`` from the saved LSE and accumulates
+    ``dV += P^T dO`` and ``dK += dS^T Q``. Grouped-query attention loops over the query heads of
+    the KV head inside the program, so GQA needs no atomics and no second pass.
+  * ``_dq_program``: ``BM`` queries of one head, walking ``plan.forward``.
 
-Residue-class execution (``patternc.runtime.residue``): with ``RES`` grid axis 2 is a residue
+Both kinds take a list of work items (``patternc.runtime.backward.schedule``): tiles heaviest
+first, and tiles with very long lists (global rows / columns) split over several programs that
+add float32 partial sums atomically into a small buffer.
+
+Residue-class execution (``patternc.runtime.residue``): with ``RES`` grid axis 1 is a residue
 class and rows / keys are gathered coordinates (strided index arithmetic, no copies); with
 ``ACCUM`` the stores add to the gradients of the launches before (disjoint branches add).
 
@@ -144,28 +147,20 @@ def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, str
 
 
 @triton.jit
-def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
-                sm_scale, qk_scale,
-                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
-                sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
-                BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
-                EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                HEADS_FAST: tl.constexpr = False):
-    # work items (tile, chunk c of nc, slot) come heaviest first. A tile
+def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, item, bh, res_c{targs},
+                  sm_scale, qk_scale,
+                  sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                  sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                  nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                  res_r, res_u0, res_off, nq_phys, nk_phys,
+                  BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                  D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+                  EVEN_Q: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr):
+    # dK, dV of work item ``item`` (tile, chunk c of nc, slot) for (batch x KV head) ``bh``. A tile
     # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot].
-    # RES: residue-class execution (patternc.runtime.residue): grid axis 2 is the class c, rows
-    # and keys are gathered coordinates (key t is physical key c + r * t); ACCUM adds into the
-    # dK / dV that the branches before this one stored (disjoint branches add their gradients)
-    if HEADS_FAST:  # split tiles: every head's chunks start in the first wave
-        bh = tl.program_id(0)
-        item = ITEMS + tl.program_id(1) * 4
-    else:  # work items vary fastest (neighbours share one head's Q / dO in L2)
-        item = ITEMS + tl.program_id(0) * 4
-        bh = tl.program_id(1)
-    res_c = tl.program_id(2)
+    # RES: residue-class execution (patternc.runtime.residue): ``res_c`` is the class, rows and
+    # keys are gathered coordinates (key t is physical key c + r * t); ACCUM adds into the dK / dV
+    # that the branches before this one stored (disjoint branches add their gradients)
     pid = tl.load(item)
     c0 = tl.load(item + 1)
     nc = tl.load(item + 2)
@@ -270,25 +265,15 @@ def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, 
 
 
 @triton.jit
-def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
-              sm_scale, qk_scale,
-              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-              nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-              res_r, res_u0, res_off, nq_phys, nk_phys,
-              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-              D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
-              UPCAST: tl.constexpr, RES: tl.constexpr = False,
-              ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
-    # work items (tile, chunk c of nc, slot) come heaviest first. A tile
-    # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot].
-    # RES / ACCUM: residue-class execution, as in dkdv_kernel
-    if HEADS_FAST:  # split tiles: every head's chunks start in the first wave
-        bh = tl.program_id(0)
-        item = ITEMS + tl.program_id(1) * 4
-    else:  # work items vary fastest (neighbours share one head's K / V in L2)
-        item = ITEMS + tl.program_id(0) * 4
-        bh = tl.program_id(1)
-    res_c = tl.program_id(2)
+def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh, res_c{targs},
+                sm_scale, qk_scale,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                res_r, res_u0, res_off, nq_phys, nk_phys,
+                BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
+                UPCAST: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr):
+    # dQ of work item ``item`` for (batch x head) ``bh``; split tiles, RES and ACCUM as in _dkdv_program
     pid = tl.load(item)
     c0 = tl.load(item + 1)
     nc = tl.load(item + 2)
@@ -341,6 +326,104 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
     else:
         part = BUF + ((bh * n_slots + slot) * BM + tl.arange(0, BM)[:, None]) * DP + offs_d[None, :]
         tl.atomic_add(part, dq, sem="relaxed")
+
+@triton.jit
+def _item2(HEADS_FAST: tl.constexpr):
+    # (work item, batch x head) of a 3-D grid program
+    if HEADS_FAST:
+        return tl.program_id(1), tl.program_id(0)
+    return tl.program_id(0), tl.program_id(1)
+
+
+@triton.jit
+def _item(p, items, heads, HEADS_FAST: tl.constexpr):
+    # program p's (work item, batch x head): heads fastest when tiles are split (every head's long
+    # chunks start in the first wave), else items fastest (neighbours share one head's data in L2)
+    if HEADS_FAST:
+        return p // heads, p % heads
+    return p % items, p // items
+
+
+@triton.jit
+def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
+                sm_scale, qk_scale,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                res_r, res_u0, res_off, nq_phys, nk_phys,
+                BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
+                EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
+                HEADS_FAST: tl.constexpr = False):
+    # dK / dV alone (large grids, where one body per kernel runs faster than bwd_kernel's two):
+    # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
+    # every head's chunks start in the first wave); work items vary fastest otherwise
+    it, bh = _item2(HEADS_FAST)
+    _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
+                  tl.program_id(2){targs}, sm_scale, qk_scale,
+                  sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                  sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                  nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                  res_r, res_u0, res_off, nq_phys, nk_phys,
+                  BLOCK_Q, BLOCK_K, BM, BN, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM)
+
+
+@triton.jit
+def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targs},
+              sm_scale, qk_scale,
+              sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+              nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+              res_r, res_u0, res_off, nq_phys, nk_phys,
+              BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+              D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
+              UPCAST: tl.constexpr, RES: tl.constexpr = False,
+              ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
+    # dQ alone, laid out as dkdv_kernel
+    it, bh = _item2(HEADS_FAST)
+    _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
+                tl.program_id(2){targs}, sm_scale, qk_scale,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                res_r, res_u0, res_off, nq_phys, nk_phys,
+                BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM)
+
+
+@triton.jit
+def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
+               KNUM, KIDX, KFNUM, KFIDX, KITEMS, QNUM, QIDX, QFNUM, QFIDX, QITEMS{targs},
+               sm_scale, qk_scale,
+               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+               sdqb, sdqh, sdqm, sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+               nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots, k_items, k_heads, k_programs,
+               q_rows, q_idx_w, q_fidx_w, q_slots, q_items, q_heads,
+               res_r, res_u0, res_off, nq_phys, nk_phys,
+               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM1: tl.constexpr, BN1: tl.constexpr,
+               BM2: tl.constexpr, BN2: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr,
+               UPCAST: tl.constexpr, EVEN_Q: tl.constexpr = False, EVEN_K: tl.constexpr = False,
+               RES: tl.constexpr = False, ACCUM_KV: tl.constexpr = False, ACCUM_Q: tl.constexpr = False,
+               K_HEADS_FAST: tl.constexpr = False, Q_HEADS_FAST: tl.constexpr = False):
+    # programs [0, k_programs) compute dK / dV (work items over key tiles), the rest dQ (over query
+    # tiles): one launch for both, so that dQ's programs fill the GPU while dK / dV's last ones
+    # run (small grids; large ones run dkdv_kernel and dq_kernel); grid axis 1 is the residue class
+    p = tl.program_id(0)
+    res_c = tl.program_id(1)
+    if p < k_programs:
+        it, bh = _item(p, k_items, k_heads, K_HEADS_FAST)
+        _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, KBUF, KNUM, KIDX, KFNUM, KFIDX, KITEMS + it * 4, bh,
+                      res_c{targs}, sm_scale, qk_scale,
+                      sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                      sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                      nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots,
+                      res_r, res_u0, res_off, nq_phys, nk_phys,
+                      BLOCK_Q, BLOCK_K, BM1, BN1, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM_KV)
+    else:
+        it, bh = _item(p - k_programs, q_items, q_heads, Q_HEADS_FAST)
+        _dq_program(Q, K, V, DO, LSE, DELTA, DQ, QBUF, QNUM, QIDX, QFNUM, QFIDX, QITEMS + it * 4, bh,
+                    res_c{targs}, sm_scale, qk_scale,
+                    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+                    nq, nk, H, HKV, G, GT, q_rows, q_idx_w, q_fidx_w, q_slots,
+                    res_r, res_u0, res_off, nq_phys, nk_phys,
+                    BLOCK_Q, BLOCK_K, BM2, BN2, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM_Q)
 '''
 
 

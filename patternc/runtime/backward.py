@@ -285,43 +285,42 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
     return _without_empty_rest(out)
 
 
+@dataclass(frozen=True)
+class _Tensors:
+    """One launch's tensors: inputs, the preprocessed statistics, gradients and split buffers."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    do: torch.Tensor
+    lse2: torch.Tensor
+    delta: torch.Tensor
+    dq: torch.Tensor
+    dk: torch.Tensor
+    dv: torch.Tensor
+    kbuf: torch.Tensor
+    qbuf: torch.Tensor
+
+
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             do: torch.Tensor, lse2: torch.Tensor, delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
             dv: torch.Tensor, scale: float, accum_kv: bool, accum_q: bool) -> None:
     """The dK/dV and dQ kernels of one set-up (residue-gathered with ``res = (r, u0, off)``);
     ``accum_kv`` / ``accum_q``: add to the stored dK, dV / dQ instead of overwriting them."""
-    B, H, nq, D = q.shape
-    HKV, nk = k.shape[1], k.shape[2]
-    cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
-    fwd, bwd = plan.forward, plan.backward
-    r, u0, off = res or (1, 0, 0)
+    B, H, _, D = q.shape
+    HKV = k.shape[1]
+    cfg, sk, sq = st.cfg, st.sk, st.sq
     # both split buffers in one zeroed allocation (one fill kernel instead of two)
     nkb, nqb = B * HKV * sk.n_slots * 2 * cfg.bn1 * st.dp, B * H * sq.n_slots * cfg.bm2 * st.dp
     buf = torch.zeros(nkb + nqb, device=q.device) if nkb + nqb else st.dummy
     kbuf = buf[:nkb].view(B * HKV, sk.n_slots, 2, cfg.bn1, st.dp) if sk.n_slots else st.dummy
     qbuf = buf[nkb:].view(B * H, sq.n_slots, cfg.bm2, st.dp) if sq.n_slots else st.dummy
-    common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    launch(
-        st.module.dkdv_kernel, _grid(B * HKV, sk, r),
-        q, k, v, do, lse2, delta, dk, dv, kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
-        _nonempty(bwd.full_idx), sk.items, *st.tables,
-        *common, *dk.stride()[:3], *dv.stride()[:3],
-        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
-        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
-        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
-    launch(
-        st.module.dq_kernel, _grid(B * H, sq, r),
-        q, k, v, do, lse2, delta, dq, qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
-        _nonempty(fwd.full_idx), sq.items, *st.tables,
-        *common, *dq.stride()[:3],
-        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
-        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
-        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
-        EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
-        HEADS_FAST=sq.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_q)
+    t = _Tensors(q, k, v, do, lse2, delta, dq, dk, dv, kbuf, qbuf)
+    n_k, n_q = sk.items.shape[0] * B * HKV, sq.items.shape[0] * B * H
+    if _fused(n_k, n_q, res[0] if res else 1):
+        _launch_fused(st, res, t, n_k, scale, accum_kv, accum_q)
+    else:
+        _launch_separate(st, res, t, scale, accum_kv, accum_q)
     # split tiles: their float32 sums into the gradients. ``sel`` is always the prefix 0..m-1 of the
     # buffer's rows (only the last split tile can run past the end), so a slice replaces the gather,
     # and one cast-and-copy makes the (dK, dV) pair contiguous: 3 kernels instead of 6 (dQ: 2 of 3)
@@ -335,6 +334,82 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     if sq.n_slots:
         part = qbuf.view(B, H, sq.n_slots * cfg.bm2, st.dp)[:, :, : sq.sel.shape[0], :D]
         dq[:, :, sq.rows] = part.to(dq.dtype)
+
+
+FUSE_MAX_PROGRAMS = 2048
+"""The one-launch ``bwd_kernel`` runs when the smaller kind (dK/dV or dQ) has at most this many
+programs (times residue classes): a few waves, whose tails a second launch would leave idle.
+Larger grids run ``dkdv_kernel`` and ``dq_kernel``, which are faster there (one body per kernel).
+H100, bf16, ms (``benchmarks/results/fused_ab_h100_2026-11-22_s7_6275071.json``,
+``bench_suite_h100_2026-11-22_s7_n65536_d64*``), fused / two launches of it / session 6's two
+kernels: 4k D=64 ``block_local`` 0.178 / 0.227 / -, D=128 0.144 / 0.224; 64k D=64 ``longformer``
+2.13 / 2.13 / 1.97, ``block_local`` 1.23 / - / 1.05."""
+_FUSED: bool | None = None  # None: by FUSE_MAX_PROGRAMS; True / False forces it (tests, A/B timings)
+
+
+def _fused(n_k: int, n_q: int, r: int) -> bool:
+    return _FUSED if _FUSED is not None else min(n_k, n_q) * r <= FUSE_MAX_PROGRAMS
+
+
+def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: int, scale: float,
+                  accum_kv: bool, accum_q: bool) -> None:
+    """dK/dV's ``n_k`` programs, then dQ's, in one launch of ``bwd_kernel``."""
+    B, H, nq, D = t.q.shape
+    HKV, nk = t.k.shape[1], t.k.shape[2]
+    cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
+    fwd, bwd = plan.forward, plan.backward
+    r, u0, off = res or (1, 0, 0)
+    launch(
+        st.module.bwd_kernel, (n_k + sq.items.shape[0] * B * H, r),
+        t.q, t.k, t.v, t.do, t.lse2, t.delta, t.dq, t.dk, t.dv, t.kbuf, t.qbuf,
+        bwd.num, _nonempty(bwd.idx), bwd.full_num, _nonempty(bwd.full_idx), sk.items,
+        fwd.num, _nonempty(fwd.idx), fwd.full_num, _nonempty(fwd.full_idx), sq.items, *st.tables,
+        scale, scale * gen.LOG2E, *t.q.stride()[:3], *t.k.stride()[:3], *t.v.stride()[:3], *t.do.stride()[:3],
+        *t.dq.stride()[:3], *t.dk.stride()[:3], *t.dv.stride()[:3],
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups,
+        plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1], sk.n_slots, sk.items.shape[0],
+        B * HKV, n_k, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1], sq.n_slots,
+        sq.items.shape[0], B * H, r, u0, off, nq, nk,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
+        D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
+        EVEN_Q=res is None and plan.nq % plan.block_q == 0,
+        EVEN_K=res is None and plan.nk % plan.block_k == 0,
+        RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
+        K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, scale: float,
+                     accum_kv: bool, accum_q: bool) -> None:
+    """``dkdv_kernel``, then ``dq_kernel``."""
+    q, k, v, do, lse2, delta, dq, dk, dv = t.q, t.k, t.v, t.do, t.lse2, t.delta, t.dq, t.dk, t.dv
+    B, H, nq, D = q.shape
+    HKV, nk = k.shape[1], k.shape[2]
+    cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
+    fwd, bwd = plan.forward, plan.backward
+    r, u0, off = res or (1, 0, 0)
+    common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
+    launch(
+        st.module.dkdv_kernel, _grid(B * HKV, sk, r),
+        q, k, v, do, lse2, delta, dk, dv, t.kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
+        _nonempty(bwd.full_idx), sk.items, *st.tables,
+        *common, *dk.stride()[:3], *dv.stride()[:3],
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
+        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
+        UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
+    launch(
+        st.module.dq_kernel, _grid(B * H, sq, r),
+        q, k, v, do, lse2, delta, dq, t.qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        _nonempty(fwd.full_idx), sq.items, *st.tables,
+        *common, *dq.stride()[:3],
+        plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
+        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
+        BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
+        EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
+        HEADS_FAST=sq.n_slots > 0,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_q)
 
 
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
