@@ -6,6 +6,7 @@ the kernel alone, whatever the lowering does) and ``patternc.lower`` (the librar
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 
@@ -174,6 +175,20 @@ def test_heads_patterns_use_one_predicate_per_group() -> None:
     parts = (ir.Band(2), ir.Causal(), ir.Empty(), ir.RandomBlocks(2, 8))
     node = ir.Heads(parts) & ~ir.Cols(ir.TokenList.of(3))
     check(node, 1, 8, 4, 33, 33, 16, torch.float32)
+
+
+def test_each_head_group_is_split_by_its_own_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one launch per head group: the light group (the global row and column alone) cuts its global
+    # row finer, to fill the GPU with its own work (cut by the whole pattern's, both groups' rows
+    # took the same coarse slices and the light launch ran on a few programs)
+    fwd = importlib.import_module("patternc.runtime.forward")
+    monkeypatch.setattr(fwd, "MIN_SPLIT_GAIN", 0)  # split rows at a test's lengths
+    node = ir.Heads((ir.Band(16), ir.Empty())) | ir.Global(ir.TokenList.of(0))
+    launch = fwd._setup(node, 1, 2, 1, 1024, 1024, 16, torch.float32, "cpu", ForwardConfig(16, 16), None)
+    longest = [int((w.items[:, 2] - w.items[:, 1] + w.items[:, 4] - w.items[:, 3]).max())
+               for w in launch.work]
+    assert longest[1] < longest[0]
+    check(node, 1, 2, 1, 1024, 1024, 16, torch.float32, plan=None)
 
 
 def test_empty_pattern_gives_zeros_and_minus_inf_lse() -> None:

@@ -421,10 +421,12 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     G = len(spec.group_pred)
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
-    heaviest = int((num + full_num).max()) if num.size else 0
-    split = cfg.split or _auto_split(B * (H // G) * int(num.sum() + full_num.sum()), heaviest, device)
     work = []
     for g in range(G):
+        # each head group is its own launch: its split fills the GPU with that group's work alone
+        # (a light group split by the whole pattern's total ran its heavy row on a few programs)
+        blocks = num[g] + full_num[g]
+        split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device)
         items, merge, slots = work_items(full_num[g], num[g], split)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
