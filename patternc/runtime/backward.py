@@ -340,10 +340,11 @@ FUSE_MAX_PROGRAMS = 2048
 """The one-launch ``bwd_kernel`` runs when the smaller kind (dK/dV or dQ) has at most this many
 programs (times residue classes): a few waves, whose tails a second launch would leave idle.
 Larger grids run ``dkdv_kernel`` and ``dq_kernel``, which are faster there (one body per kernel).
-H100, bf16, ms (``benchmarks/results/fused_ab_h100_2026-11-22_s7_6275071.json``,
-``bench_suite_h100_2026-11-22_s7_n65536_d64*``), fused / two launches of it / session 6's two
-kernels: 4k D=64 ``block_local`` 0.178 / 0.227 / -, D=128 0.144 / 0.224; 64k D=64 ``longformer``
-2.13 / 2.13 / 1.97, ``block_local`` 1.23 / - / 1.05."""
+H100, bf16, through autograd, ms (``benchmarks/results/fused_ab_h100_2026-11-22_s8_a6e85f5.json``),
+this rule / always one launch / always two: 64k D=64 ``block_local`` 1.047 / 1.217 / 1.042,
+``longformer`` 1.943 / 2.129 / 1.990, ``sparse_transformer_fixed`` 3.66 / 3.68 / 4.10 (its
+summary step is a small grid); 4k ``block_local`` D=64 0.349 / 0.347 / 0.388, D=128 0.289 /
+0.383 / 0.406 (host-bound, noisy)."""
 _FUSED: bool | None = None  # None: by FUSE_MAX_PROGRAMS; True / False forces it (tests, A/B timings)
 
 
