@@ -1,9 +1,7 @@
 """Shared memory of each backward kernel per config (session 8, issue #6): which of ``dkdv_kernel``
 and ``dq_kernel`` runs out of shared memory at 128-key tiles with three stages, and what each
 compiled kernel uses otherwise (``CompiledKernel.metadata.shared``, bytes). bf16, B=1, H=16.
-``SMEM_IR=1`` also writes each compiled kernel's TTGIR (Triton's GPU IR, where the shared-memory
-buffers and their layouts are visible) to ``$OUT/<kernel>_<config>.ttgir`` (configs that compile
-only: one that runs out of shared memory leaves no kernel; compare its 2-stage form).
+For the TTGIR behind these numbers, without a GPU: ``benchmarks/dev/offline_compile.py``.
 
     SMEM_N=16384 SMEM_D=128 SMEM_PATTERN=block_local/block_local \
         SMEM_CONFIGS='128,128,64,128,128,64,8,3;64,64,64,64,64,64,4,2' python benchmarks/dev/smem_probe.py
@@ -39,18 +37,6 @@ def shared_bytes() -> dict[str, list[int]]:
     return out
 
 
-def write_ir(config: tuple[int, ...]) -> None:
-    """Each compiled kernel's TTGIR under ``$OUT`` (the last specialization of each kernel)."""
-    out = os.environ.get("OUT", ".")
-    tag = "_".join(map(str, config))
-    for fn, lau in launch._LAUNCHERS.values():
-        for hit in lau.hits.values():
-            ir = getattr(hit.kernel, "asm", {}).get("ttgir") if hit is not None else None
-            if ir:
-                with open(os.path.join(out, f"{fn.__name__}_{tag}.ttgir"), "w") as f:
-                    f.write(ir)
-
-
 def main() -> None:
     torch.manual_seed(0)
     q, k, v, do = (torch.randn(B, H, N, D, device="cuda", dtype=DT) for _ in range(4))
@@ -61,8 +47,6 @@ def main() -> None:
             backward(q, k, v, out, lse, do, NODE, config=BackwardConfig(*c))
             torch.cuda.synchronize()
             print(c, "ok", shared_bytes(), flush=True)
-            if os.environ.get("SMEM_IR") == "1":
-                write_ir(c)
         except Exception as e:  # report which launch failed and go on
             frames = [f.name for f in traceback.extract_tb(e.__traceback__)]
             print(c, "failed", type(e).__name__, str(e)[:120], "after", shared_bytes(),
