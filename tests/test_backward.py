@@ -184,6 +184,26 @@ def test_fused_and_separate_launches(monkeypatch: pytest.MonkeyPatch, fused: boo
     check(node, 1, 4, 1, 45, 45, 16, torch.float16, SUBTILED)
 
 
+def test_dq_kernel_takes_its_own_warps_and_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dq_warps / dq_stages reach the dQ launch; one launch of both kinds takes the smaller of each
+    seen: dict[str, tuple[int, int]] = {}
+    real = rb.launch
+
+    def spy(fn: object, grid: tuple[int, ...], *args: object, **kw: object) -> None:
+        seen[getattr(fn, "__name__", "")] = (kw.get("num_warps"), kw.get("num_stages"))  # type: ignore[assignment]
+        real(fn, grid, *args, **kw)
+
+    monkeypatch.setattr(rb, "launch", spy)
+    cfg = BackwardConfig(32, 32, 16, 16, 16, 16, num_warps=8, num_stages=3, dq_warps=4, dq_stages=2)
+    node = ir.Band(3) | ir.Global(ir.TokenList.of(0))
+    two, one = {"dkdv_kernel": (8, 3), "dq_kernel": (4, 2)}, {"bwd_kernel": (4, 2)}
+    for fused, want in ((False, two), (True, one)):
+        monkeypatch.setattr(rb, "_FUSED", fused)
+        seen.clear()
+        check(node, 1, 2, 1, 40, 40, 16, torch.float32, cfg)
+        assert {k: v for k, v in seen.items() if k in want} == want
+
+
 def test_small_grids_take_one_launch() -> None:
     # the smaller kind's programs, times residue classes, decide (runtime.backward.FUSE_MAX_PROGRAMS)
     limit = rb.FUSE_MAX_PROGRAMS

@@ -48,6 +48,12 @@ class BackwardConfig:
     own ``bm2`` queries and step over ``bn2`` keys. Each step size divides its plan block.
     ``chunk``: a tile listing more blocks than this is split over several programs whose float32
     partial sums are added atomically (0 picks ``max(8, 2 * mean blocks per tile)``).
+    ``dq_warps`` / ``dq_stages``: the dQ kernel's own launch options where they differ from dK/dV's
+    (0: the same). Shared memory grows with the stages times the *plan block* of what a step
+    loads (each unrolled step buffers its own loads), so a 128-key dK/dV over 64-row plan blocks
+    fits 3 stages where its dQ, stepping 64 keys twice per block, fits 2
+    (``benchmarks/dev/offline_compile.py``). One launch of both (``bwd_kernel``) takes the
+    smaller of each.
     """
 
     block_q: int = 128
@@ -59,6 +65,19 @@ class BackwardConfig:
     num_warps: int = 4
     num_stages: int = 2
     chunk: int = 0  # list entries per work item before a tile is split; 0: automatic
+    dq_warps: int = 0  # 0: num_warps
+    dq_stages: int = 0  # 0: num_stages
+
+    @property
+    def dq_launch(self) -> tuple[int, int]:
+        """``(num_warps, num_stages)`` of the dQ kernel."""
+        return self.dq_warps or self.num_warps, self.dq_stages or self.num_stages
+
+    @property
+    def fused_launch(self) -> tuple[int, int]:
+        """``(num_warps, num_stages)`` of one launch running both kinds of program."""
+        warps, stages = self.dq_launch
+        return min(warps, self.num_warps), min(stages, self.num_stages)
 
     def check(self) -> None:
         if self.block_k % self.bn1 or self.block_q % self.bm1 or self.block_q % self.bm2 \
@@ -79,7 +98,7 @@ def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfi
     """``cfg`` with the plan's block sizes, tiles shrunk to divide them (all powers of two)."""
     out = BackwardConfig(block_q, block_k, min(cfg.bm1, block_q), min(cfg.bn1, block_k),
                          min(cfg.bm2, block_q), min(cfg.bn2, block_k), cfg.num_warps, cfg.num_stages,
-                         cfg.chunk)
+                         cfg.chunk, cfg.dq_warps, cfg.dq_stages)
     out.check()
     return out
 

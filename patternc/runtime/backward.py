@@ -377,7 +377,7 @@ def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k
         EVEN_K=res is None and plan.nk % plan.block_k == 0,
         RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1])
 
 
 def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, scale: float,
@@ -410,7 +410,7 @@ def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, 
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_q)
+        num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q)
 
 
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
