@@ -48,6 +48,8 @@ class BackwardConfig:
     own ``bm2`` queries and step over ``bn2`` keys. Each step size divides its plan block.
     ``chunk``: a tile listing more blocks than this is split over several programs whose float32
     partial sums are added atomically (0 picks ``max(8, 2 * mean blocks per tile)``).
+    ``rolled``: 1 runs the steps inside a plan block as a loop (Flex-like 128x128 plan blocks
+    with 64-wide steps then fit 3 stages: 164,864 B offline instead of 264,192).
     ``dq_warps`` / ``dq_stages``: the dQ kernel's own launch options where they differ from dK/dV's
     (0: the same). Shared memory grows with the stages times the *plan block* of what a step
     loads (each unrolled step buffers its own loads), so a 128-key dK/dV over 64-row plan blocks
@@ -67,6 +69,7 @@ class BackwardConfig:
     chunk: int = 0  # list entries per work item before a tile is split; 0: automatic
     dq_warps: int = 0  # 0: num_warps
     dq_stages: int = 0  # 0: num_stages
+    rolled: int = 0  # 1: the steps inside a plan block as a loop, not unrolled (see ``generate``)
 
     @property
     def dq_launch(self) -> tuple[int, int]:
@@ -98,7 +101,7 @@ def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfi
     """``cfg`` with the plan's block sizes, tiles shrunk to divide them (all powers of two)."""
     out = BackwardConfig(block_q, block_k, min(cfg.bm1, block_q), min(cfg.bn1, block_k),
                          min(cfg.bm2, block_q), min(cfg.bn2, block_k), cfg.num_warps, cfg.num_stages,
-                         cfg.chunk, cfg.dq_warps, cfg.dq_stages)
+                         cfg.chunk, cfg.dq_warps, cfg.dq_stages, cfg.rolled)
     out.check()
     return out
 
@@ -215,7 +218,7 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
         # past nq (last block) is all masked rows and adds exactly 0
         for t in range(c0, tl.load(NUM + row), nc):
             qb = tl.load(IDX + row * idx_w + t)
-            for s in tl.static_range(0, BLOCK_Q, BM):
+            for s in {steps}(0, BLOCK_Q, BM):
                 dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                     sqm, sdom, nq, nk, grp, qk_scale{tnames},
                                     res_c, res_r, res_u0, res_off, nq_phys,
@@ -223,7 +226,7 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
                                     EVEN_Q=EVEN_Q)
         for t in range(c0, tl.load(FNUM + row), nc):
             qb = tl.load(FIDX + row * fidx_w + t)
-            for s in tl.static_range(0, BLOCK_Q, BM):
+            for s in {steps}(0, BLOCK_Q, BM):
                 dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                                     sqm, sdom, nq, nk, grp, qk_scale{tnames},
                                     res_c, res_r, res_u0, res_off, nq_phys,
@@ -326,13 +329,13 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
     # nk (last block) reads zero keys and values, and its probabilities are masked to 0
     for t in range(c0, tl.load(NUM + row), nc):
         kb = tl.load(IDX + row * idx_w + t)
-        for s in tl.static_range(0, BLOCK_K, BN):
+        for s in {steps}(0, BLOCK_K, BN):
             dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
                           nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
                           BN=BN, D=D, DP=DP, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
     for t in range(c0, tl.load(FNUM + row), nc):
         kb = tl.load(FIDX + row * fidx_w + t)
-        for s in tl.static_range(0, BLOCK_K, BN):
+        for s in {steps}(0, BLOCK_K, BN):
             dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
                           nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
                           BN=BN, D=D, DP=DP, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
@@ -468,16 +471,19 @@ def _pattern_source(node: ir.Node, groups: int) -> tuple[str, tuple[predicate.Ta
     return "\n".join(lines) + "\n", tables
 
 
-def generate(node: ir.Node, groups: int) -> tuple[str, tuple[predicate.TableArg, ...]]:
+def generate(node: ir.Node, groups: int, rolled: bool = False) -> tuple[str, tuple[predicate.TableArg, ...]]:
     """The Triton source of the ``dkdv_kernel`` and ``dq_kernel`` of a concrete pattern.
 
-    ``node`` must be concrete (``ir.concretize``); the source depends only on it (tile sizes,
-    dtypes and head dim are constexpr arguments that Triton specializes).
+    ``node`` must be concrete (``ir.concretize``); the source depends only on it and on
+    ``rolled`` (tile sizes, dtypes and head dim are constexpr arguments that Triton specializes).
+    ``rolled``: the steps inside a plan block run as a loop instead of unrolled, so that the
+    pipeliner buffers one step's loads rather than the whole block's (``BackwardConfig.rolled``).
     """
     pattern_fn, tables = _pattern_source(node, groups)
     names = [t.name for t in tables]
     targs = "".join(f", {n}" for n in names)
-    body = _KERNELS.replace("{targs}", targs).replace("{tnames}", targs)
+    steps = "range" if rolled else "tl.static_range"
+    body = _KERNELS.replace("{targs}", targs).replace("{tnames}", targs).replace("{steps}", steps)
     source = _HEADER.format(sap=node.sap().replace('"', "'")) + predicate.PRELUDE + "\n\n" + pattern_fn + body
     return source, tables
 
