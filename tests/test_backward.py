@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from patternc import ir
-from patternc.codegen.backward import BackwardConfig, generate
+from patternc.codegen.backward import FLAT, ROLLED, BackwardConfig, generate
 from patternc.runtime.backward import backward
 
 from .strategies import lengths, patterns
@@ -184,14 +184,16 @@ def test_fused_and_separate_launches(monkeypatch: pytest.MonkeyPatch, fused: boo
     check(node, 1, 4, 1, 45, 45, 16, torch.float16, SUBTILED)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_rolled_steps_match_the_reference(monkeypatch: pytest.MonkeyPatch, fused: bool) -> None:
-    # BackwardConfig.rolled: the steps inside a plan block as a loop (2 steps of 16 per 32-block),
-    # split tiles and a partial last block included
+@pytest.mark.parametrize(("fused", "steps"), [(True, ROLLED), (False, ROLLED), (True, FLAT), (False, FLAT)])
+def test_rolled_and_flat_steps_match_the_reference(monkeypatch: pytest.MonkeyPatch, fused: bool,
+                                                   steps: int) -> None:
+    # BackwardConfig.steps: the steps inside a plan block as a loop, or one loop over the row's
+    # steps (2 steps of 16 per 32-block); split tiles (chunk=1) and a partial last block included
     monkeypatch.setattr(rb, "_FUSED", fused)
     node = ir.Band(3) | ir.Global(ir.TokenList.of(0, 40))
-    check(node, 1, 4, 2, 50, 70, 16, torch.float32, BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1, rolled=1))
-    assert "for s in range(0, BLOCK_Q, BM)" in generate(node, 1, rolled=True)[0]
+    check(node, 1, 4, 2, 50, 70, 16, torch.float32, BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1, steps=steps))
+    want = "for s in range(0, BLOCK_Q, BM)" if steps == ROLLED else "s = u % (BLOCK_Q // BM) * BM"
+    assert want in generate(node, 1, steps)[0]
 
 
 def test_dq_kernel_takes_its_own_warps_and_stages(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,8 +95,9 @@ def compile_one(r: dict[str, Any], tag: str) -> str:
             sig[name], consts[(i,)] = "constexpr", kw[name]
     src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
-    with open(os.path.join(os.environ.get("OUT", "."), f"{r['name']}_{tag}.ttgir"), "w") as f:
-        f.write(kernel.asm["ttgir"])
+    for ext in ("ttgir", "ptx"):
+        with open(os.path.join(os.environ.get("OUT", "."), f"{r['name']}_{tag}.{ext}"), "w") as f:
+            f.write(kernel.asm[ext])
     return f"{r['name']:12s} {tag:32s} shared {kernel.metadata.shared:7d} B (triton {triton.__version__})"
 
 

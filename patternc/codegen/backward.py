@@ -29,6 +29,7 @@ The pattern enters only through ``_pattern(p, j, i, grp, ...)``, emitted from th
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import triton
@@ -40,6 +41,9 @@ from patternc.codegen import predicate
 LOG2E = 1.4426950408889634
 
 
+UNROLLED, ROLLED, FLAT = 0, 1, 2  # BackwardConfig.steps
+
+
 @dataclass(frozen=True)
 class BackwardConfig:
     """Tile sizes of the two generated kernels; ``block_q`` / ``block_k`` are the plan's blocks.
@@ -48,8 +52,10 @@ class BackwardConfig:
     own ``bm2`` queries and step over ``bn2`` keys. Each step size divides its plan block.
     ``chunk``: a tile listing more blocks than this is split over several programs whose float32
     partial sums are added atomically (0 picks ``max(8, 2 * mean blocks per tile)``).
-    ``rolled``: 1 runs the steps inside a plan block as a loop (Flex-like 128x128 plan blocks
-    with 64-wide steps then fit 3 stages: 164,864 B offline instead of 264,192).
+    ``steps``: how a program walks the steps of its row's plan blocks (``UNROLLED``, ``ROLLED``,
+    ``FLAT``; see ``_step_loop``). Unrolled steps each buffer their own loads: Flex-like 128x128
+    plan blocks with 64-wide steps need 264,192 B of shared memory at 3 stages, rolled or flat
+    ones 164,864 (offline sm_90 compile).
     ``dq_warps`` / ``dq_stages``: the dQ kernel's own launch options where they differ from dK/dV's
     (0: the same). Shared memory grows with the stages times the *plan block* of what a step
     loads (each unrolled step buffers its own loads), so a 128-key dK/dV over 64-row plan blocks
@@ -69,7 +75,7 @@ class BackwardConfig:
     chunk: int = 0  # list entries per work item before a tile is split; 0: automatic
     dq_warps: int = 0  # 0: num_warps
     dq_stages: int = 0  # 0: num_stages
-    rolled: int = 0  # 1: the steps inside a plan block as a loop, not unrolled (see ``generate``)
+    steps: int = 0  # UNROLLED, ROLLED or FLAT
 
     @property
     def dq_launch(self) -> tuple[int, int]:
@@ -101,7 +107,7 @@ def fit_config(cfg: BackwardConfig, block_q: int, block_k: int) -> BackwardConfi
     """``cfg`` with the plan's block sizes, tiles shrunk to divide them (all powers of two)."""
     out = BackwardConfig(block_q, block_k, min(cfg.bm1, block_q), min(cfg.bn1, block_k),
                          min(cfg.bm2, block_q), min(cfg.bn2, block_k), cfg.num_warps, cfg.num_stages,
-                         cfg.chunk, cfg.dq_warps, cfg.dq_stages, cfg.rolled)
+                         cfg.chunk, cfg.dq_warps, cfg.dq_stages, cfg.steps)
     out.check()
     return out
 
@@ -214,24 +220,10 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
         DOh = DO + b * sdob + h * sdoh
         LSEh = LSE + (b * H + h) * nq_phys
         DELTAh = DELTA + (b * H + h) * nq_phys
-        # steps of BM rows are unrolled (no branch in the loop body, so loads pipeline); a step
-        # past nq (last block) is all masked rows and adds exactly 0
-        for t in range(c0, tl.load(NUM + row), nc):
-            qb = tl.load(IDX + row * idx_w + t)
-            for s in {steps}(0, BLOCK_Q, BM):
-                dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
-                                    sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                    res_c, res_r, res_u0, res_off, nq_phys,
-                                    BM=BM, D=D, DP=DP, MASKED=True, PREC=PREC, UPCAST=UPCAST, RES=RES,
-                                    EVEN_Q=EVEN_Q)
-        for t in range(c0, tl.load(FNUM + row), nc):
-            qb = tl.load(FIDX + row * fidx_w + t)
-            for s in {steps}(0, BLOCK_Q, BM):
-                dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
-                                    sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                                    res_c, res_r, res_u0, res_off, nq_phys,
-                                    BM=BM, D=D, DP=DP, MASKED=False, PREC=PREC, UPCAST=UPCAST, RES=RES,
-                                    EVEN_Q=EVEN_Q)
+        # the row's plan blocks, BM query rows at a time (``generate``: unrolled, rolled or flat
+        # steps); a step past nq (last block) is all masked rows and adds exactly 0
+        {dkdv_masked}
+        {dkdv_full}
     dk = dk * sm_scale
     if slot < 0:
         dk_ptr = DK + b * sdkb + kvh * sdkh + jn[:, None] * sdkn + offs_d[None, :]
@@ -325,20 +317,10 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
     Vh = V + b * svb + kvh * svh
     dq = tl.zeros([BM, DP], dtype=tl.float32)
     row = (h * GT // H) * rows + qb
-    # steps of BN keys are unrolled (no branch in the loop body, so loads pipeline); a step past
-    # nk (last block) reads zero keys and values, and its probabilities are masked to 0
-    for t in range(c0, tl.load(NUM + row), nc):
-        kb = tl.load(IDX + row * idx_w + t)
-        for s in {steps}(0, BLOCK_K, BN):
-            dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
-                          nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
-                          BN=BN, D=D, DP=DP, MASKED=True, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
-    for t in range(c0, tl.load(FNUM + row), nc):
-        kb = tl.load(FIDX + row * fidx_w + t)
-        for s in {steps}(0, BLOCK_K, BN):
-            dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
-                          nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
-                          BN=BN, D=D, DP=DP, MASKED=False, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)
+    # the row's plan blocks, BN keys at a time (as in _dkdv_program); a step past nk (last block)
+    # reads zero keys and values, and its probabilities are masked to 0
+    {dq_masked}
+    {dq_full}
     dq = dq * sm_scale
     if slot < 0:
         dq_ptr = DQ + b * sdqb + h * sdqh + im[:, None] * sdqm + offs_d[None, :]
@@ -471,19 +453,59 @@ def _pattern_source(node: ir.Node, groups: int) -> tuple[str, tuple[predicate.Ta
     return "\n".join(lines) + "\n", tables
 
 
-def generate(node: ir.Node, groups: int, rolled: bool = False) -> tuple[str, tuple[predicate.TableArg, ...]]:
+_DKDV_STEP = """dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
+                    sqm, sdom, nq, nk, grp, qk_scale{tnames},
+                    res_c, res_r, res_u0, res_off, nq_phys,
+                    BM=BM, D=D, DP=DP, MASKED={masked}, PREC=PREC, UPCAST=UPCAST, RES=RES,
+                    EVEN_Q=EVEN_Q)"""
+_DQ_STEP = """dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
+              nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
+              BN=BN, D=D, DP=DP, MASKED={masked}, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)"""
+
+
+def _step_loop(step: str, block_var: str, block: str, size: str, full: bool, steps: int,
+               indent: int) -> str:
+    """The loop of one program over its row's plan blocks (chunk entries ``c0, c0 + nc, ...`` of
+    the ``NUM`` / ``IDX`` tables, ``FNUM`` / ``FIDX`` for FULL ones), ``size`` rows or keys per
+    step inside each ``block``. ``steps`` (``BackwardConfig.steps``): 0 unrolls a block's steps,
+    1 rolls them into an inner loop, 2 runs one flat loop over every step of the row, as
+    FlexAttention does (one software pipeline across blocks)."""
+    f = "F" if full else ""
+    num, idx, width = f"{f}NUM", f"{f}IDX", f"{f.lower()}idx_w"
+    body = step.replace("{masked}", str(not full))
+    if steps == FLAT:
+        per = f"({block} // {size})"
+        head = [f"for u in range(0, tl.cdiv(tl.load({num} + row) - c0, nc) * {per}):",
+                f"    {block_var} = tl.load({idx} + row * {width} + c0 + u // {per} * nc)",
+                f"    s = u % {per} * {size}"]
+        inner = textwrap.indent(body, "    ")
+    else:
+        kind = "range" if steps == ROLLED else "tl.static_range"
+        head = [f"for t in range(c0, tl.load({num} + row), nc):",
+                f"    {block_var} = tl.load({idx} + row * {width} + t)",
+                f"    for s in {kind}(0, {block}, {size}):"]
+        inner = textwrap.indent(body, "        ")
+    return textwrap.indent("\n".join([*head, inner]), " " * indent).lstrip()
+
+
+def generate(node: ir.Node, groups: int, steps: int = UNROLLED) -> tuple[str, tuple[predicate.TableArg, ...]]:
     """The Triton source of the ``dkdv_kernel`` and ``dq_kernel`` of a concrete pattern.
 
-    ``node`` must be concrete (``ir.concretize``); the source depends only on it and on
-    ``rolled`` (tile sizes, dtypes and head dim are constexpr arguments that Triton specializes).
-    ``rolled``: the steps inside a plan block run as a loop instead of unrolled, so that the
-    pipeliner buffers one step's loads rather than the whole block's (``BackwardConfig.rolled``).
+    ``node`` must be concrete (``ir.concretize``); the source depends only on it and on ``steps``
+    (``BackwardConfig.steps``; tile sizes, dtypes and head dim are constexpr arguments that Triton
+    specializes).
     """
     pattern_fn, tables = _pattern_source(node, groups)
     names = [t.name for t in tables]
     targs = "".join(f", {n}" for n in names)
-    steps = "range" if rolled else "tl.static_range"
-    body = _KERNELS.replace("{targs}", targs).replace("{tnames}", targs).replace("{steps}", steps)
+    loops = {"dkdv_masked": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", False, steps, 8),
+             "dkdv_full": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", True, steps, 8),
+             "dq_masked": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", False, steps, 4),
+             "dq_full": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", True, steps, 4)}
+    body = _KERNELS
+    for name, text in loops.items():
+        body = body.replace("{" + name + "}", text)
+    body = body.replace("{targs}", targs).replace("{tnames}", targs)
     source = _HEADER.format(sap=node.sap().replace('"', "'")) + predicate.PRELUDE + "\n\n" + pattern_fn + body
     return source, tables
 

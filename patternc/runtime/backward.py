@@ -34,9 +34,9 @@ from patternc.runtime.launch import launch
 
 @functools.lru_cache(maxsize=256)
 def kernels(node: ir.Node, groups: int,
-            rolled: bool = False) -> tuple[ModuleType, tuple[predicate.TableArg, ...]]:
+            steps: int = gen.UNROLLED) -> tuple[ModuleType, tuple[predicate.TableArg, ...]]:
     """The loaded module of a concrete pattern's backward kernels and the tables they read."""
-    source, tables = gen.generate(node, groups, rolled)
+    source, tables = gen.generate(node, groups, steps)
     return load_module("backward", source, source), tables
 
 
@@ -139,7 +139,7 @@ def _setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, 
         plan = cached_plan(node, nq, nk, cfg.block_q, cfg.block_k, H, device)
     plan = plan.to(device)
     cfg = gen.fit_config(cfg, plan.block_q, plan.block_k)
-    module, table_args = kernels(node, groups, bool(cfg.rolled))
+    module, table_args = kernels(node, groups, cfg.steps)
     # Triton's interpreter multiplies bfloat16 wrongly (CPU only): compute in float32 there
     upcast = interpreting() and dtype == torch.bfloat16
     return _Setup(module, tuple(cached_table(t, nq, nk, device) for t in table_args), plan, cfg, groups,
