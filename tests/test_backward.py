@@ -191,7 +191,8 @@ def test_rolled_and_flat_steps_match_the_reference(monkeypatch: pytest.MonkeyPat
     # steps (2 steps of 16 per 32-block); split tiles (chunk=1) and a partial last block included
     monkeypatch.setattr(rb, "_FUSED", fused)
     node = ir.Band(3) | ir.Global(ir.TokenList.of(0, 40))
-    check(node, 1, 4, 2, 50, 70, 16, torch.float32, BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1, steps=steps))
+    cfg = BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1, steps=steps)
+    check(node, 1, 4, 2, 50, 70, 16, torch.float32, cfg)
     want = "for s in range(0, BLOCK_Q, BM)" if steps == ROLLED else "s = u % (BLOCK_Q // BM) * BM"
     assert want in generate(node, 1, steps)[0]
 
