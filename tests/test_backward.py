@@ -197,6 +197,20 @@ def test_rolled_and_flat_steps_match_the_reference(monkeypatch: pytest.MonkeyPat
     assert want in generate(node, 1, steps)[0]
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize(("node", "full"), [(ir.Blocks(32), True), (ir.Band(0), False)],
+                         ids=["full-tiles-only", "partial-tiles-only"])
+def test_plans_of_one_tile_kind(monkeypatch: pytest.MonkeyPatch, fused: bool, node: ir.Node,
+                                full: bool) -> None:
+    # HAS_PARTIAL / HAS_FULL (K_* / Q_* in one launch) compile a kernel without the loop of the
+    # kind the plan does not list; the gradients must not change
+    monkeypatch.setattr(rb, "_FUSED", fused)
+    plan = dense_plan(node, 64, 64, 16, 16)
+    for tables in (plan.forward, plan.backward):
+        assert (tables.full_runs.total > 0, tables.runs.total > 0) == (full, not full)
+    check(node, 1, 2, 1, 64, 64, 16, torch.float32, BackwardConfig(16, 16, 16, 16, 16, 16))
+
+
 def test_dq_kernel_takes_its_own_warps_and_stages(monkeypatch: pytest.MonkeyPatch) -> None:
     # dq_warps / dq_stages reach the dQ launch; one launch of both kinds takes the smaller of each
     seen: dict[str, tuple[int, int]] = {}

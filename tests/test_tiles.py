@@ -98,13 +98,15 @@ def test_short_and_long_rows() -> None:
 
 @pytest.mark.usefixtures("on_h100")
 def test_backward_short_masked_rows() -> None:
-    # block-local causal rows (4 tiles, one of them PARTIAL) take 32-wide steps at D <= 128;
+    # block-local causal rows (4 tiles, one of them PARTIAL) take 32-wide steps at D <= 128 (a
+    # flat step loop at D=128);
     # block-local rows (FULL tiles only), long causal windows and Longformer keep 64-wide ones
     bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
     window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
-    short = BackwardConfig(*tiles.BACKWARD_SHORT_ROWS[1])
     for n in (4096, 65536):
         for D in (64, 128):
+            short = BackwardConfig(*tiles.BACKWARD_SHORT_ROWS[1][D])
+            assert short.steps == (gen_bwd.FLAT if D == 128 else gen_bwd.UNROLLED)
             assert backward_choice(bl["block_local_causal"](), n, D) == short
             for node in (bl["block_local"](), window, ir.Band(256) | ir.Global(ir.TokenList.of(0))):
                 assert backward_choice(node, n, D) == gen_bwd.WIDE_STEPS

@@ -58,14 +58,14 @@ def edited(variant: str) -> Any:
 def measure(args: tuple[Any, ...], config: gen.BackwardConfig, variant: str) -> tuple[Any, float]:
     """Gradients and median ms of ``runtime.backward(*args)`` with ``variant``'s kernels."""
     real = rb.kernels
-    setattr(rb, "kernels", edited(variant))
+    rb.kernels = edited(variant)
     try:
         rb._setups.cache_clear()  # the setups hold the loaded module
         rb._cached_setup.cache_clear()
         run = functools.partial(rb.backward, *args, config=config)
         return run(), median_ms(run)
     finally:
-        setattr(rb, "kernels", real)
+        rb.kernels = real
         rb._setups.cache_clear()
         rb._cached_setup.cache_clear()
 

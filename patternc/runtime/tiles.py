@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 
 from patternc import ir
-from patternc.codegen.backward import WIDE_STEPS
+from patternc.codegen.backward import FLAT, WIDE_STEPS
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,16 @@ patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25
 (FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
 D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
-BACKWARD_SHORT_ROWS = (dataclasses.astuple(WIDE_STEPS)[:8], (64, 64, 32, 64, 64, 32, 4, 2), 4)
+BACKWARD_SHORT_ROWS = (dataclasses.astuple(WIDE_STEPS)[:8],
+                       {64: (64, 64, 32, 64, 64, 32, 4, 2),
+                        128: (64, 64, 32, 64, 64, 32, 4, 2, 0, 0, 0, FLAT)}, 4)
 """The backward at D <= 128 on Hopper (``codegen.backward.WIDE_STEPS``, the first config) gives
-way to 32-wide steps (the second) where the plan's rows hold at most 4 tiles of 64x64 and some
-are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
+way to 32-wide steps (the second, per head dim) where the plan's rows hold at most 4 tiles of
+64x64 and some are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
 (``benchmarks/results/sweep_bwd_h100_2026-11-22_s7_*``): ``block_local_causal`` D=64 64k 0.882 ->
-0.820, D=128 4k 0.165 -> 0.128, 64k 1.784 -> 1.768. Rows of FULL tiles keep 64-wide steps
+0.820, D=128 4k 0.165 -> 0.128, 64k 1.784 -> 1.768. At D=128 the steps run as one flat loop
+(``BackwardConfig.steps = FLAT``, session 9: 16k 0.443 -> 0.412, 64k 1.767 -> 1.716; at D=64 flat
+lost, 0.820 -> 0.842 at 64k in session 7). Rows of FULL tiles keep 64-wide steps
 (``block_local`` D=128: 1.94 against 1.99 ms at 64k, 0.508 against 0.528 at 16k)."""
 
 
@@ -203,7 +207,7 @@ def backward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
     if not enabled() or head_dim > 128 or cfg != rule:
         return cfg
     c = counts(node, nq, nk, 64, 64, heads)
-    return short if c.partial and c.heaviest <= most else cfg
+    return short[64 if head_dim <= 64 else 128] if c.partial and c.heaviest <= most else cfg
 
 
 def _long_rows(c: Counts) -> bool:
