@@ -99,8 +99,8 @@ def test_short_and_long_rows() -> None:
 @pytest.mark.usefixtures("on_h100")
 def test_backward_short_masked_rows() -> None:
     # block-local causal rows (4 tiles, one of them PARTIAL) take 32-wide steps at D <= 128 (a
-    # flat step loop at D=128);
-    # block-local rows (FULL tiles only), long causal windows and Longformer keep 64-wide ones
+    # flat step loop at D=128); block-local rows (FULL tiles only) too at D=64 but not at D=128;
+    # long causal windows and Longformer keep 64-wide steps
     bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
     window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
     for n in (4096, 65536):
@@ -108,7 +108,9 @@ def test_backward_short_masked_rows() -> None:
             short = BackwardConfig(*tiles.BACKWARD_SHORT_ROWS[1][D])
             assert short.steps == (gen_bwd.FLAT if D == 128 else gen_bwd.UNROLLED)
             assert backward_choice(bl["block_local_causal"](), n, D) == short
-            for node in (bl["block_local"](), window, ir.Band(256) | ir.Global(ir.TokenList.of(0))):
+            want = short if D == 64 else gen_bwd.WIDE_STEPS
+            assert backward_choice(bl["block_local"](), n, D) == want
+            for node in (window, ir.Band(256) | ir.Global(ir.TokenList.of(0))):
                 assert backward_choice(node, n, D) == gen_bwd.WIDE_STEPS
     # D > 128 keeps the head-dim rule (no model there)
     assert bwd.dense_config(bl["block_local_causal"](), 4096, 4096, 16, 256, BF16) is None

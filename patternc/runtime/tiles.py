@@ -121,9 +121,10 @@ way to 32-wide steps (the second, per head dim) where the plan's rows hold at mo
 64x64 and some are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
 (``benchmarks/results/sweep_bwd_h100_2026-11-22_s7_*``): ``block_local_causal`` D=64 64k 0.882 ->
 0.820, D=128 4k 0.165 -> 0.128, 64k 1.784 -> 1.768. At D=128 the steps run as one flat loop
-(``BackwardConfig.steps = FLAT``, session 9: 16k 0.443 -> 0.412, 64k 1.767 -> 1.716; at D=64 flat
-lost, 0.820 -> 0.842 at 64k in session 7). Rows of FULL tiles keep 64-wide steps
-(``block_local`` D=128: 1.94 against 1.99 ms at 64k, 0.508 against 0.528 at 16k)."""
+(``BackwardConfig.steps = FLAT``, session 9: 16k 0.443 -> 0.412, 64k 1.776 -> 1.712; at D=64 flat
+loses, 0.817 -> 0.846 at 64k). Rows of FULL tiles keep 64-wide steps at D=128 (``block_local``
+1.758 against 1.849 ms at 64k, 0.472 against 0.491 at 16k) and take 32-wide ones at D=64 (0.994
+-> 0.919 at 64k) (``results/sweep_bwd_h100_2026-11-22_s9_block_local.json``)."""
 
 
 def _costs(head_dim: int, backward: bool) -> tuple[dict[tuple[int, ...], TileCost], float] | None:
@@ -201,13 +202,14 @@ def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
 def backward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
                   cfg: tuple[int, ...]) -> tuple[int, ...]:
     """``cfg`` (a backward config tuple), or where it is the wide-step rule and concrete
-    ``node``'s plan has only short rows with PARTIAL tiles, the config for them
+    ``node``'s plan has only short rows, with PARTIAL tiles at D > 64, the config for them
     (``BACKWARD_SHORT_ROWS``); unchanged when the model is off."""
     rule, short, most = BACKWARD_SHORT_ROWS
     if not enabled() or head_dim > 128 or cfg != rule:
         return cfg
     c = counts(node, nq, nk, 64, 64, heads)
-    return short[64 if head_dim <= 64 else 128] if c.partial and c.heaviest <= most else cfg
+    masked = c.partial or head_dim <= 64  # D=128 rows of FULL tiles keep 64-wide steps
+    return short[64 if head_dim <= 64 else 128] if masked and c.heaviest <= most else cfg
 
 
 def _long_rows(c: Counts) -> bool:
