@@ -3,6 +3,7 @@ against float64 autograd of the reference formula. Run with ``pytest -m gpu`` on
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -12,12 +13,15 @@ from hypothesis import strategies as st
 
 import patternc
 from patternc import ir
+from patternc.codegen.backward import FLAT, ROLLED, BackwardConfig
+from patternc.runtime.forward import forward
 
 from .strategies import patterns
 from .test_backward import head_shapes
 from .test_backward_support import assert_close, chunked_ref_grads
 
 pytestmark = pytest.mark.gpu
+rb = importlib.import_module("patternc.runtime.backward")  # the package exports a function of that name
 
 G16 = ir.TokenList.of(ir.Range(0, 16))
 LARGE = {
@@ -71,3 +75,34 @@ def test_head_dims_chunked_prefill(D: int) -> None:
     # 3000 queries at the end of 7001 keys (nq != nk, neither a block multiple), GQA 4:1
     node = ir.Band(300) & ir.Causal() | ir.Global(ir.TokenList.of(0, 1, 2)) | ir.Random(2)
     run(node, 1, 4, 1, 3000, 7001, D, torch.float16)
+
+
+CONFIGS = {  # BackwardConfig's loop forms and per-kernel launch options, each on the GPU
+    "unrolled": BackwardConfig(64, 64, 32, 64, 64, 32, 4, 2),
+    "flat": BackwardConfig(64, 64, 32, 64, 64, 32, 4, 2, steps=FLAT),
+    "rolled-128": BackwardConfig(128, 128, 64, 128, 128, 64, 8, 3, steps=ROLLED),
+    "flat-128": BackwardConfig(128, 128, 64, 128, 128, 64, 8, 2, steps=FLAT),
+    "dq-launch": BackwardConfig(64, 128, 64, 128, 64, 64, 8, 3, dq_warps=4, dq_stages=2),
+}
+STEP_PATTERNS = {  # FULL tiles only, PARTIAL and FULL, heavy global rows
+    "blocks": ir.Blocks(256), "blocks-causal": ir.Blocks(256) & ir.Causal(),
+    "longformer": ir.Band(200) | ir.Global(ir.TokenList.of(0, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", list(STEP_PATTERNS))
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_step_loops_and_launch_options(monkeypatch: pytest.MonkeyPatch, config: str, name: str,
+                                       fused: bool) -> None:
+    # 3000 tokens (not a block multiple), D=128, bfloat16: one launch and two
+    monkeypatch.setattr(rb, "_FUSED", fused)
+    node, D = STEP_PATTERNS[name], 128
+    g = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v, do = (torch.randn(1, 2, 3000, D, device="cuda", generator=g).to(torch.bfloat16)
+                   for _ in range(4))
+    out, lse = forward(q, k, v, node)
+    got = rb.backward(q, k, v, out, lse, do, node, config=CONFIGS[config])
+    want = chunked_ref_grads(q, k, v, do, node, 1.0 / math.sqrt(D))
+    for a, b, grad in zip(got, want, ("dq", "dk", "dv")):
+        assert_close(a, b, torch.bfloat16, f"{grad} of {name} with {config} (fused={fused})")

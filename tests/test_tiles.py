@@ -97,7 +97,7 @@ def test_short_and_long_rows() -> None:
 
 
 @pytest.mark.usefixtures("on_h100")
-def test_backward_short_masked_rows() -> None:
+def test_backward_short_rows() -> None:
     # block-local causal rows (4 tiles, one of them PARTIAL) take 32-wide steps at D <= 128 (a
     # flat step loop at D=128); block-local rows (FULL tiles only) too at D=64 but not at D=128;
     # long causal windows and Longformer keep 64-wide steps

@@ -57,11 +57,9 @@ class BackwardConfig:
     plan blocks with 64-wide steps need 264,192 B of shared memory at 3 stages, rolled or flat
     ones 164,864 (offline sm_90 compile).
     ``dq_warps`` / ``dq_stages``: the dQ kernel's own launch options where they differ from dK/dV's
-    (0: the same). Shared memory grows with the stages times the *plan block* of what a step
-    loads (each unrolled step buffers its own loads), so a 128-key dK/dV over 64-row plan blocks
-    fits 3 stages where its dQ, stepping 64 keys twice per block, fits 2
-    (``benchmarks/dev/offline_compile.py``). One launch of both (``bwd_kernel``) takes the
-    smaller of each.
+    (0: the same), e.g. a 128-key dK/dV over 64-row plan blocks at 3 stages beside a dQ that
+    steps 64 keys twice per block at 2. One launch of both (``bwd_kernel``) takes the smaller of
+    each.
     """
 
     block_q: int = 128

@@ -118,7 +118,8 @@ BACKWARD_SHORT_ROWS = (dataclasses.astuple(WIDE_STEPS)[:8],
                         128: (64, 64, 32, 64, 64, 32, 4, 2, 0, 0, 0, FLAT)}, 4)
 """The backward at D <= 128 on Hopper (``codegen.backward.WIDE_STEPS``, the first config) gives
 way to 32-wide steps (the second, per head dim) where the plan's rows hold at most 4 tiles of
-64x64 and some are PARTIAL (block-local causal rows: a diagonal tile in every row). H100, bf16, ms
+64x64 and, at D=128, some are PARTIAL (block-local causal rows: a diagonal tile in every row).
+H100, bf16, ms
 (``benchmarks/results/sweep_bwd_h100_2026-11-22_s7_*``): ``block_local_causal`` D=64 64k 0.882 ->
 0.820, D=128 4k 0.165 -> 0.128, 64k 1.784 -> 1.768. At D=128 the steps run as one flat loop
 (``BackwardConfig.steps = FLAT``, session 9: 16k 0.443 -> 0.412, 64k 1.776 -> 1.712; at D=64 flat
