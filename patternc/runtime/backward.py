@@ -20,7 +20,7 @@ from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
-from patternc.runtime import residue, summary
+from patternc.runtime import order, residue, summary
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import (
     MIN_SPLIT_GAIN,
@@ -96,7 +96,7 @@ def schedule(tables: BlockTables, tile: int, block: int, n: int, chunk: int) -> 
     slot[split] = np.arange(split.size)
     tiles = np.repeat(np.arange(per.size), nc)
     c = np.arange(tiles.size) - np.repeat(np.cumsum(nc) - nc, nc)
-    heaviest_first = np.argsort(-(per[tiles] / nc[tiles]), kind="stable")
+    heaviest_first = order.heaviest_first(per[tiles] / nc[tiles])
     items = np.stack([tiles, c, nc[tiles], slot[tiles]], 1)[heaviest_first]
     pos = (split[:, None] * tile + np.arange(tile)[None, :]).reshape(-1)
     sel = np.arange(pos.size)

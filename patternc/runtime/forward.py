@@ -23,7 +23,7 @@ from patternc import ir
 from patternc.codegen import forward as gen
 from patternc.codegen import predicate
 from patternc.plan import Plan
-from patternc.runtime import residue, summary
+from patternc.runtime import order, residue, summary
 from patternc.runtime.cache import load_module
 from patternc.runtime.launch import launch
 
@@ -314,7 +314,7 @@ def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.nd
     slot = np.where(is_split, np.cumsum(is_split) - 1, -1)
     items = np.stack([row, np.minimum(lo, fr), np.minimum(hi, fr), np.maximum(lo - fr, 0),
                       np.maximum(hi - fr, 0), slot], axis=1)
-    items = items[np.argsort(-(hi - lo), kind="stable")].astype(np.int32)
+    items = items[order.heaviest_first(hi - lo)].astype(np.int32)
     split_rows = np.flatnonzero(heavy)
     starts = np.cumsum(pieces[split_rows]) - pieces[split_rows]
     merge = np.stack([split_rows, starts, starts + pieces[split_rows]], axis=1).astype(np.int32)
