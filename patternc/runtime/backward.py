@@ -78,7 +78,8 @@ def schedule(tables: BlockTables, tile: int, block: int, n: int, chunk: int) -> 
 
     Global rows / columns make a few tiles visit every block while the rest visit a handful:
     such tiles are split into chunks of about ``chunk`` blocks (see ``BackwardConfig.chunk``)
-    and items are sorted heaviest first so that the long ones start early. Cached per table.
+    and items launch heaviest first (where costs spread, ``runtime.order``) so that the long
+    ones start early. Cached per table.
     """
     key = (id(tables.num), tile, n, chunk)
     hit = _SCHEDULES.get(key)

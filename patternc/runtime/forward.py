@@ -297,9 +297,9 @@ class Work:
 def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Split each query block's FULL-then-PARTIAL block list into slices of at most ``split`` blocks
     (a row of ``c > split`` blocks becomes ``ceil(c / split)`` near-equal slices, each with its own
-    workspace slot) and sort the items by cost, largest first: heavy rows no longer serialize the
-    kernel behind one program, and big items start before small ones fill the gaps. Vectorized:
-    milliseconds for a million tokens."""
+    workspace slot) and order the items by cost, largest first where costs spread
+    (``runtime.order``): heavy rows no longer serialize the kernel behind one program, and big
+    items start before small ones fill the gaps. Vectorized: milliseconds for a million tokens."""
     f = np.asarray(full_num, dtype=np.int64)
     c = f + np.asarray(num, dtype=np.int64)
     heavy = c > max(1, split)
