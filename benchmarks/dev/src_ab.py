@@ -1,6 +1,6 @@
 """Source A/B of the generated backward kernels (session 9, issue #6): named edits of the source
 that ``codegen.backward.generate`` writes, each timed under several configs beside the unedited
-kernel, FlexAttention and with the gradients compared to the unedited ones. What it asks: why
+kernel and FlexAttention, with the gradients compared to the unedited ones. What it asks: why
 FlexAttention's own backward config (128x128, 64-wide steps, 8 warps, 3 stages) runs 25% slower
 in our kernels than in FlexAttention's on ``block_local`` at D=128.
 
@@ -8,8 +8,9 @@ in our kernels than in FlexAttention's on ``block_local`` at D=128.
 
 Variants (``SRC_VARIANTS``, comma list): ``base``; ``stride``: the row strides of Q, dO, K and V
 inside the step loops are the constexpr head dim (the inputs are contiguous); ``nomask``: no
-masked-tile loops (valid only for patterns without PARTIAL tiles, e.g. ``block_local``);
-``stride+nomask``. Rows go to stdout and ``$OUT/src_ab.json``.
+masked-tile loops (valid only for patterns without PARTIAL tiles, e.g. ``block_local``; since
+session 9 the runtime leaves them out there itself, ``HAS_PARTIAL``); ``stride+nomask``. Rows
+go to stdout and ``$OUT/src_ab.json``.
 """
 
 from __future__ import annotations
