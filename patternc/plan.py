@@ -198,6 +198,16 @@ class BlockTables:
         return BlockTables(num.int(), Runs.from_lists(num, idx), full_num.int(),
                            Runs.from_lists(full_num, full_idx))
 
+    @property
+    def has_partial(self) -> bool:
+        """Whether any row lists a PARTIAL block (known on the host: no sync)."""
+        return self.runs.total > 0
+
+    @property
+    def has_full(self) -> bool:
+        """Whether any row lists a FULL block."""
+        return self.full_runs.total > 0
+
     def items(self) -> list[tuple[Runs, torch.Tensor]]:
         """PARTIAL then FULL, as :meth:`Expansion.of` takes them."""
         return [(self.runs, self.num), (self.full_runs, self.full_num)]

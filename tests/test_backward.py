@@ -207,7 +207,7 @@ def test_plans_of_one_tile_kind(monkeypatch: pytest.MonkeyPatch, fused: bool, no
     monkeypatch.setattr(rb, "_FUSED", fused)
     plan = dense_plan(node, 64, 64, 16, 16)
     for tables in (plan.forward, plan.backward):
-        assert (tables.full_runs.total > 0, tables.runs.total > 0) == (full, not full)
+        assert (tables.has_full, tables.has_partial) == (full, not full)
     check(node, 1, 2, 1, 64, 64, 16, torch.float32, BackwardConfig(16, 16, 16, 16, 16, 16))
 
 

@@ -379,8 +379,7 @@ def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k
         EVEN_K=res is None and plan.nk % plan.block_k == 0,
         RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
-        K_PARTIAL=bwd.runs.total > 0, K_FULL=bwd.full_runs.total > 0,
-        Q_PARTIAL=fwd.runs.total > 0, Q_FULL=fwd.full_runs.total > 0,
+        K_PARTIAL=bwd.has_partial, K_FULL=bwd.has_full, Q_PARTIAL=fwd.has_partial, Q_FULL=fwd.has_full,
         num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1])
 
 
@@ -403,7 +402,7 @@ def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, 
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
-        HAS_PARTIAL=bwd.runs.total > 0, HAS_FULL=bwd.full_runs.total > 0,
+        HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
     launch(
         st.module.dq_kernel, _grid(B * H, sq, r),
@@ -414,7 +413,7 @@ def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, 
         fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
-        HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.runs.total > 0, HAS_FULL=fwd.full_runs.total > 0,
+        HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
         num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q)
 
 
