@@ -17,7 +17,7 @@ import patternc
 from patternc import ir, reference
 from patternc.codegen import backward as gen_bwd
 from patternc.codegen.backward import BackwardConfig
-from patternc.runtime import tiles
+from patternc.runtime import residue, tiles
 
 from .strategies import lengths, patterns
 
@@ -70,6 +70,21 @@ def test_band_keeps_64_and_causal_128(D: int) -> None:
         # the backward: 64x64 tiles with 64-wide steps (the D=64 rule) for both, at D=128 too
         assert backward_choice(ir.Band(256), n, D) == gen_bwd.WIDE_STEPS
         assert backward_choice(ir.Causal(), n, D) == gen_bwd.WIDE_STEPS
+
+
+@pytest.mark.usefixtures("on_h100")
+@pytest.mark.parametrize("D", [64, 128])
+def test_gathered_patterns_keep_the_rule_blocks(D: int) -> None:
+    # strided(64) & causal at 4k touches every causal 64x64 block, so its plain plan looks dense;
+    # it runs residue-gathered at the rule's blocks, which the dense tiles (128x128) would undo
+    for name in ("sparse_transformer_stride", "sparse_transformer_strided"):
+        node, n = ST[name](), 4096
+        rule = fwd.default_config(n, n, D, BF16, False)
+        assert fwd.is_dense(node, n, n, 16, rule.block_q, rule.block_k)
+        assert forward_choice(node, n, D) == rule
+        assert fwd.dense_config(node, rule, n, n, 16, D, BF16, "cuda", "off") != rule  # not gathered: dense
+        cfg = forward_choice(node, n, D)
+        assert residue.decompose(ir.concretize(node, n), n, n, 16, cfg.block_q, cfg.block_k, "auto") is not None
 
 
 @pytest.mark.usefixtures("on_h100")

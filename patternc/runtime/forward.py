@@ -94,14 +94,24 @@ def large_smem(device: str) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, device: str = "cuda") -> ForwardConfig:
+                 dtype: torch.dtype, device: str = "cuda", mode: str = "auto") -> ForwardConfig:
     """``cfg``, or larger tiles for dense patterns (block density above ``DENSE_BLOCK_DENSITY`` at
     ``cfg``'s blocks: causal, prefix-LM) with 16-bit inputs and ``head_dim <= 128``, where most
     blocks are FULL and 128x128 tiles beat the 64x64 that sparse patterns prefer. On GPUs with
     Hopper's shared memory, a candidate that the plan's tile counts predict clearly faster
     replaces that rule (``patternc.runtime.tiles``: narrow key blocks for ``fixed``), and short or
-    long rows take their own tiles (``tiles.forward_rows``)."""
+    long rows take their own tiles (``tiles.forward_rows``).
+
+    A pattern that runs residue-gathered at ``cfg``'s blocks (``mode``: ``residue.decompose``'s)
+    keeps them: its plain plan looks dense (``strided(64) & causal`` at 4k tokens touches every
+    causal block), but those blocks never run, and at other blocks the gather may not pay
+    (H100, 4k tokens: 128x128 plain masked tiles took 254 us, the gathered launch about 20)."""
     if interpreting() or dtype == torch.float32 or head_dim > 128 or nq < 128 or nk < 128:
+        return cfg
+    ir.check_heads(node, heads)
+    node_c = ir.concretize(node, nk)
+    ir.check_arguments(node_c)  # the errors the launch would raise, before the lowering below
+    if residue.decompose(node_c, nq, nk, heads, cfg.block_q, cfg.block_k, mode) is not None:
         return cfg
     if not large_smem(device):
         dense_small = DENSE_D64_SMALL if head_dim <= 64 else cfg
@@ -111,7 +121,6 @@ def dense_config(node: ir.Node, cfg: ForwardConfig, nq: int, nk: int, heads: int
     from patternc.runtime import tiles
 
     rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
-    node_c = ir.concretize(node, nk)
     best = tiles.choose(node_c, nq, nk, heads, head_dim, rule, False)
     best = tiles.forward_rows(node_c, nq, nk, heads, head_dim, best)
     return cfg if best == rule else ForwardConfig(*best)
@@ -206,10 +215,11 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
     cfg = config or default_config(nq, nk, D, q.dtype, interpreting())
     dev = str(q.device)
     summ = summary.choose(node, nq, nk) if config is None and plan is None else None
+    mode = residue_mode or residue.default_mode()
     if config is None and plan is None and summ is None:
         from patternc.runtime import autotune
 
-        dense = dense_config(node, cfg, nq, nk, H, D, q.dtype, dev)
+        dense = dense_config(node, cfg, nq, nk, H, D, q.dtype, dev, mode)
         cfg = autotune.forward_config(node, q, k, v, scale, dense)
     if plan is not None:
         cfg = ForwardConfig(plan.block_q, plan.block_k, cfg.num_warps, cfg.num_stages, cfg.split)
@@ -217,8 +227,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
     elif summ is not None:
         launches = _summary_launches(summ, B, H, Hkv, nq, D, q.dtype, dev)
     else:
-        launches = _launches(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg,
-                             residue_mode or residue.default_mode())
+        launches = _launches(node, B, H, Hkv, nq, nk, D, q.dtype, dev, cfg, mode)
     if out.numel():
         if q.is_cuda and q.device.index != torch.cuda.current_device():
             with torch.cuda.device(q.device):  # Triton launches on the current device

@@ -40,7 +40,8 @@ from patternc.runtime.cache import env_choice
 MODES = ("auto", "force", "off")
 GAIN = 0.75  # "auto" gathers when (rest + gathered blocks) <= GAIN * plain blocks
 MIN_GAIN_TILES = 16384
-"""... and when that saves at least this many tiles (blocks x heads) per extra launch: a launch
+"""... and when that saves at least this many tiles (blocks x heads) per extra launch (one per
+modulus, less one where no plain blocks are left to launch): a launch
 costs tens of microseconds of host time, about what 16k 64x64 tiles take on an H100, so short
 sequences (4k tokens) run plain."""
 
@@ -130,9 +131,10 @@ def decompose(node: ir.Node, nq: int, nk: int, heads: int, block_q: int, block_k
         parts.append(Gathered(r, forms[0] if G == 1 else ir.Heads(tuple(forms)), u1 - u0, u1, u0, off))
     if mode == "auto":
         plain = _blocks(node, nq, nk, block_q, block_k, heads)
-        mixed = _blocks(rest, nq, nk, block_q, block_k, heads) + sum(
-            p.r * _blocks(p.node, p.nq, p.nk, block_q, block_k, heads) for p in parts)
+        rest_blocks = _blocks(rest, nq, nk, block_q, block_k, heads)
+        mixed = rest_blocks + sum(p.r * _blocks(p.node, p.nq, p.nk, block_q, block_k, heads) for p in parts)
+        extra = len(parts) - (rest_blocks == 0)  # a rest without blocks is not launched
         per_head = heads // G
-        if mixed > GAIN * plain or (plain - mixed) * per_head < MIN_GAIN_TILES * len(parts):
+        if mixed > GAIN * plain or (plain - mixed) * per_head < MIN_GAIN_TILES * extra:
             return None
     return Decomposition(rest, tuple(parts))
