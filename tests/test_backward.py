@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from patternc import ir
 from patternc.codegen.backward import FLAT, ROLLED, BackwardConfig, generate
 from patternc.runtime.backward import backward
+from patternc.runtime.launch import Prepared
 
 from .strategies import lengths, patterns
 from .test_backward_support import assert_close, dense_plan, ref_forward, ref_grads
@@ -213,14 +215,15 @@ def test_plans_of_one_tile_kind(monkeypatch: pytest.MonkeyPatch, fused: bool, no
 
 def test_dq_kernel_takes_its_own_warps_and_stages(monkeypatch: pytest.MonkeyPatch) -> None:
     # dq_warps / dq_stages reach the dQ launch; one launch of both kinds takes the smaller of each
-    seen: dict[str, tuple[int, int]] = {}
-    real = rb.launch
+    seen: dict[str, tuple[Any, Any]] = {}
+    real = Prepared.__call__
 
-    def spy(fn: object, grid: tuple[int, ...], *args: object, **kw: object) -> None:
-        seen[getattr(fn, "__name__", "")] = (kw.get("num_warps"), kw.get("num_stages"))  # type: ignore[assignment]
-        real(fn, grid, *args, **kw)
+    def spy(site: Prepared, tensors: Any) -> None:
+        kw = site.kwargs
+        seen[getattr(site.launcher.fn, "__name__", "")] = (kw.get("num_warps"), kw.get("num_stages"))
+        real(site, tensors)
 
-    monkeypatch.setattr(rb, "launch", spy)
+    monkeypatch.setattr(Prepared, "__call__", spy)
     cfg = BackwardConfig(32, 32, 16, 16, 16, 16, num_warps=8, num_stages=3, dq_warps=4, dq_stages=2)
     node = ir.Band(3) | ir.Global(ir.TokenList.of(0))
     two, one = {"dkdv_kernel": (8, 3), "dq_kernel": (4, 2)}, {"bwd_kernel": (4, 2)}

@@ -159,3 +159,33 @@ def test_env_flags_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None
         assert env_flag("PATTERNC_X", True) and env_flag("PATTERNC_X", False)
     monkeypatch.setenv("PATTERNC_X", "")
     assert env_flag("PATTERNC_X", True) and not env_flag("PATTERNC_X", False)
+
+
+def test_prepared_launch_fills_its_slots_and_keys_only_them(fast: None) -> None:
+    fn = FakeJit()
+    x, y, z = torch.zeros(16), torch.ones(16), torch.zeros(32)
+    site = L.Prepared(fn, (3,), (L.Slot(1), 5, 7), dict(PRED=1, num_warps=4))
+    site((z, x))  # the first call of a key goes through Triton, with the slot filled
+    assert fn.slow == [((3,), (x, 5, 7), dict(PRED=1, num_warps=4))] and not fn.compiled.calls
+    site((x, y))  # another tensor, same dtype and alignment: direct, with that tensor
+    site((x, z[4:]))  # 16-byte aligned too
+    assert len(fn.slow) == 1
+    first, second = fn.compiled.calls
+    assert first[9] is y and second[9].data_ptr() == z[4:].data_ptr()
+    assert first[10:] == second[10:] == (5, 7, 1, False, 3)  # the fixed arguments, then constexprs
+    assert fn.compiled.calls[0][:9] == (3, 1, 1, 77, "fn", "meta", None, None, None)
+    site((x, z[1:]))  # misaligned: Triton again (another specialization)
+    site((x, y.half()))  # another dtype: Triton again
+    assert len(fn.slow) == 3 and fn.slow[1][1][0] is not fn.slow[2][1][0]
+    assert fn.slow[1][1][0].data_ptr() == z[1:].data_ptr()
+
+
+def test_prepared_launch_off_on_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    fn = FakeJit()
+    x, y = torch.zeros(16), torch.ones(16)
+    site = L.Prepared(fn, (1,), (L.Slot(0), 2, L.Slot(1)), dict(PRED=0))
+    site((x, y))
+    site((y, x))
+    assert [[id(a) for a in call[1]] for call in fn.slow] == [[id(x), id(2), id(y)], [id(y), id(2), id(x)]]
+    assert not fn.compiled.calls

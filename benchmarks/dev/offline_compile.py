@@ -42,17 +42,21 @@ def capture(config: str, fused: bool) -> list[dict[str, Any]]:
 
     import patternc
     from patternc.codegen.backward import BackwardConfig
+    from patternc.runtime.launch import Prepared, Slot
 
     rb = importlib.import_module("patternc.runtime.backward")
     rec: list[dict[str, Any]] = []
 
-    def record(fn: Any, grid: Any, *args: Any, **kw: Any) -> None:
+    def record(site: Prepared, tensors: Any) -> None:
+        fn = site.launcher.fn
+        args = [tensors[a.index] if isinstance(a, Slot) else a for a in site.args]
         if fn.__name__ in KERNELS:
-            rec.append({"path": fn.fn.__code__.co_filename, "name": fn.__name__, "kw": kw, "args": [
+            rec.append({"path": fn.fn.__code__.co_filename, "name": fn.__name__, "kw": dict(site.kwargs),
+                        "args": [
                 ["T", str(a.dtype).removeprefix("torch.")] if isinstance(a, torch.Tensor)
                 else ["I", a] if type(a) is int else ["F", a] for a in args]})
 
-    rb.launch = record
+    Prepared.__call__ = record  # type: ignore[method-assign]
     rb._FUSED = fused
     path, name = PATTERN.split("/")
     node = patternc.load(os.path.join(ROOT, f"patternc/stdlib_patterns/{path}.sap"))[name]()

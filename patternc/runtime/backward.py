@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from patternc.runtime.forward import (
     interpreting,
     large_smem,
 )
-from patternc.runtime.launch import launch
+from patternc.runtime.launch import Prepared, Slot
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,6 +130,10 @@ class _Setup:
     prec: str
     upcast: bool
     dummy: torch.Tensor
+    # the prepared launches of this set-up per call layout (``_launch``); never copied by
+    # ``dataclasses.replace``, whose copy launches other tiles
+    sites: dict[tuple[Any, ...], tuple[Prepared, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
 
 def _setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
@@ -287,8 +292,7 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
     return _without_empty_rest(out)
 
 
-@dataclass(frozen=True)
-class _Tensors:
+class _Tensors(NamedTuple):
     """One launch's tensors: inputs, the preprocessed statistics, gradients and split buffers."""
 
     q: torch.Tensor
@@ -302,6 +306,10 @@ class _Tensors:
     dv: torch.Tensor
     kbuf: torch.Tensor
     qbuf: torch.Tensor
+
+
+_SLOTS = _Tensors._make(Slot(i) for i in range(len(_Tensors._fields)))  # where each call's tensors go
+MAX_SITES = 64  # prepared launches kept per set-up (call layouts: strides, scales, batch sizes)
 
 
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -319,10 +327,18 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     qbuf = buf[nkb:].view(B * H, sq.n_slots, cfg.bm2, st.dp) if sq.n_slots else st.dummy
     t = _Tensors(q, k, v, do, lse2, delta, dq, dk, dv, kbuf, qbuf)
     n_k, n_q = sk.items.shape[0] * B * HKV, sq.items.shape[0] * B * H
-    if _fused(n_k, n_q, res[0] if res else 1):
-        _launch_fused(st, res, t, n_k, scale, accum_kv, accum_q)
-    else:
-        _launch_separate(st, res, t, scale, accum_kv, accum_q)
+    fused = _fused(n_k, n_q, res[0] if res else 1)
+    # everything but the tensors follows from this key: build the launches once, then fill in tensors
+    key = (res, scale, accum_kv, accum_q, fused, q.shape, k.shape,
+           *[x.stride() for x in (q, k, v, do, dq, dk, dv)])
+    sites = st.sites.get(key)
+    if sites is None:
+        if len(st.sites) >= MAX_SITES:
+            st.sites.clear()
+        sites = st.sites[key] = ((_fused_site(st, res, t, n_k, scale, accum_kv, accum_q),) if fused
+                                 else _separate_sites(st, res, t, scale, accum_kv, accum_q))
+    for site in sites:
+        site(t)
     # split tiles: their float32 sums into the gradients. ``sel`` is always the prefix 0..m-1 of the
     # buffer's rows (only the last split tile can run past the end), so a slice replaces the gather,
     # and one cast-and-copy makes the (dK, dV) pair contiguous: 3 kernels instead of 6 (dQ: 2 of 3)
@@ -354,17 +370,17 @@ def _fused(n_k: int, n_q: int, r: int) -> bool:
     return _FUSED if _FUSED is not None else min(n_k, n_q) * r <= FUSE_MAX_PROGRAMS
 
 
-def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: int, scale: float,
-                  accum_kv: bool, accum_q: bool) -> None:
-    """dK/dV's ``n_k`` programs, then dQ's, in one launch of ``bwd_kernel``."""
+def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: int, scale: float,
+                accum_kv: bool, accum_q: bool) -> Prepared:
+    """dK/dV's ``n_k`` programs, then dQ's, in one launch of ``bwd_kernel`` (``t``: the layout)."""
     B, H, nq, D = t.q.shape
     HKV, nk = t.k.shape[1], t.k.shape[2]
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
     r, u0, off = res or (1, 0, 0)
-    launch(
-        st.module.bwd_kernel, (n_k + sq.items.shape[0] * B * H, r),
-        t.q, t.k, t.v, t.do, t.lse2, t.delta, t.dq, t.dk, t.dv, t.kbuf, t.qbuf,
+    return Prepared(
+        st.module.bwd_kernel, (n_k + sq.items.shape[0] * B * H, r), (
+        *_SLOTS,
         bwd.num, _nonempty(bwd.idx), bwd.full_num, _nonempty(bwd.full_idx), sk.items,
         fwd.num, _nonempty(fwd.idx), fwd.full_num, _nonempty(fwd.full_idx), sq.items, *st.tables,
         scale, scale * gen.LOG2E, *t.q.stride()[:3], *t.k.stride()[:3], *t.v.stride()[:3], *t.do.stride()[:3],
@@ -372,7 +388,7 @@ def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups,
         plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1], sk.n_slots, sk.items.shape[0],
         B * HKV, n_k, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1], sq.n_slots,
-        sq.items.shape[0], B * H, r, u0, off, nq, nk,
+        sq.items.shape[0], B * H, r, u0, off, nq, nk), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
         D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
         EVEN_Q=res is None and plan.nq % plan.block_q == 0,
@@ -380,41 +396,43 @@ def _launch_fused(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k
         RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
         K_PARTIAL=bwd.has_partial, K_FULL=bwd.has_full, Q_PARTIAL=fwd.has_partial, Q_FULL=fwd.has_full,
-        num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1])
+        num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1]))
 
 
-def _launch_separate(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, scale: float,
-                     accum_kv: bool, accum_q: bool) -> None:
-    """``dkdv_kernel``, then ``dq_kernel``."""
-    q, k, v, do, lse2, delta, dq, dk, dv = t.q, t.k, t.v, t.do, t.lse2, t.delta, t.dq, t.dk, t.dv
-    B, H, nq, D = q.shape
-    HKV, nk = k.shape[1], k.shape[2]
+def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, scale: float,
+                    accum_kv: bool, accum_q: bool) -> tuple[Prepared, Prepared]:
+    """``dkdv_kernel``, then ``dq_kernel`` (``t``: the layout)."""
+    s = _SLOTS
+    B, H, nq, D = t.q.shape
+    HKV, nk = t.k.shape[1], t.k.shape[2]
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
     r, u0, off = res or (1, 0, 0)
-    common = (scale, scale * gen.LOG2E, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
-    launch(
-        st.module.dkdv_kernel, _grid(B * HKV, sk, r),
-        q, k, v, do, lse2, delta, dk, dv, t.kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
+    common = (scale, scale * gen.LOG2E, *t.q.stride()[:3], *t.k.stride()[:3], *t.v.stride()[:3],
+              *t.do.stride()[:3])
+    dkdv = Prepared(
+        st.module.dkdv_kernel, _grid(B * HKV, sk, r), (
+        s.q, s.k, s.v, s.do, s.lse2, s.delta, s.dk, s.dv, s.kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
         _nonempty(bwd.full_idx), sk.items, *st.tables,
-        *common, *dk.stride()[:3], *dv.stride()[:3],
+        *common, *t.dk.stride()[:3], *t.dv.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
-        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk,
+        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
         HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv)
-    launch(
-        st.module.dq_kernel, _grid(B * H, sq, r),
-        q, k, v, do, lse2, delta, dq, t.qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv))
+    dq = Prepared(
+        st.module.dq_kernel, _grid(B * H, sq, r), (
+        s.q, s.k, s.v, s.do, s.lse2, s.delta, s.dq, s.qbuf, fwd.num, _nonempty(fwd.idx), fwd.full_num,
         _nonempty(fwd.full_idx), sq.items, *st.tables,
-        *common, *dq.stride()[:3],
+        *common, *t.dq.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
-        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk,
+        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
-        num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q)
+        num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q))
+    return dkdv, dq
 
 
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
@@ -424,6 +442,9 @@ def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
     return (heads, items, r) if sched.n_slots > 0 else (items, heads, r)
 
 
+_PRE_SITES: dict[tuple[Any, ...], Prepared] = {}  # the preprocess launch per call layout
+
+
 def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,
                 dp: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``delta = rowsum(dO * O) - dLSE`` and the base-2 LSE (``+inf`` on rows without keys)."""
@@ -431,9 +452,16 @@ def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: to
     delta = torch.empty((B, H, nq), device=out.device, dtype=torch.float32)
     lse2 = torch.empty_like(delta)
     g = lse if dlse is None else dlse
-    bm = 16 if interpreting() else 64
-    launch(
-        gen.preprocess_kernel, (-(-nq // bm), B * H),  # not triton.cdiv: a ConstexprFunction, ~3 us a call
-        out, do, lse, g, delta, lse2, *out.stride()[:3], *do.stride()[:3], *lse.stride(), *g.stride(), nq, H,
-        BM=bm, D=D, DP=dp, HAS_DLSE=dlse is not None)
+    t = (out, do, lse, g, delta, lse2)
+    key = (out.shape, dp, dlse is None, *[x.stride() for x in t[:4]])
+    site = _PRE_SITES.get(key)
+    if site is None:
+        if len(_PRE_SITES) >= MAX_SITES:
+            _PRE_SITES.clear()
+        bm = 16 if interpreting() else 64
+        site = _PRE_SITES[key] = Prepared(
+            gen.preprocess_kernel, (-(-nq // bm), B * H),  # not triton.cdiv: a ConstexprFunction
+            (*[Slot(i) for i in range(len(t))], *out.stride()[:3], *do.stride()[:3], *lse.stride(),
+             *g.stride(), nq, H), dict(BM=bm, D=D, DP=dp, HAS_DLSE=dlse is not None))
+    site(t)
     return delta, lse2

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from patternc.codegen import predicate
 from patternc.plan import Plan
 from patternc.runtime import order, residue, summary
 from patternc.runtime.cache import load_module
-from patternc.runtime.launch import launch
+from patternc.runtime.launch import Prepared, Slot
 
 LOG2E = 1.4426950408889634
 DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
@@ -367,22 +367,43 @@ class _Launch:
     active: tuple[bool, ...] = ()  # the head groups with work (a merging launch skips the others)
     gather: torch.Tensor | None = None  # summary launch: its keys, by physical index
     accum: bool = False  # merge into the (out, lse) of the launches before (disjoint parts)
+    # the prepared launches per call layout (``run``); never copied by ``dataclasses.replace``,
+    # whose copy launches differently
+    sites: dict[tuple[Any, ...], tuple[Prepared, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
     def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
             scale: float, batch: int) -> None:
-        per_group = self.heads // len(self.groups)
         if self.gather is not None:
             k, v = summary.gather(k, v, self.gather)
-        strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
         # workspace of split rows: per (batch x head, slot) an fp32 acc tile, row maxima and row sums
-        n = batch * per_group * self.slots * self.cfg.block_q
+        n = batch * (self.heads // len(self.groups)) * self.slots * self.cfg.block_q
         if n:  # one allocation for the three (offsets are multiples of block_q >= 16 elements)
             m = n * self.spec.block_d
             ws = torch.empty(m + 2 * n, dtype=torch.float32, device=q.device)
             ws_o, ws_m, ws_l = ws[:m], ws[m:m + n], ws[m + n:]
         else:  # no split rows: never read or written
             ws_o = ws_m = ws_l = self.tables_dummy
+        t = (q, k, v, out, lse, ws_o, ws_m, ws_l)
+        # everything but the tensors follows from this key: build the launches once, then fill in tensors
+        key = (scale, batch, q.shape, k.shape, *[x.stride() for x in t[:4]])
+        sites = self.sites.get(key)
+        if sites is None:
+            if len(self.sites) >= MAX_SITES:
+                self.sites.clear()
+            sites = self.sites[key] = self._prepare(t, scale, batch)
+        for site in sites:
+            site(t)
+
+    def _prepare(self, t: tuple[torch.Tensor, ...], scale: float, batch: int) -> tuple[Prepared, ...]:
+        """The launches of a call whose tensors have the layout of ``t``: per head group its
+        ``attn_fwd``, and ``attn_merge`` where the group splits rows."""
+        q, k, v, out = t[:4]
+        s = _SLOTS
+        per_group = self.heads // len(self.groups)
+        strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
         r, u0, off = self.res or (1, 0, 0)
+        sites = []
         for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
             if self.accum and not self.active[g]:
                 continue
@@ -392,19 +413,25 @@ class _Launch:
             heads_fast = work.slots > 0
             grid = ((batch * per_group, work.items.shape[0], r) if heads_fast
                     else (work.items.shape[0], batch * per_group, r))
-            launch(
+            sites.append(Prepared(
                 self.module.attn_fwd, grid,
-                q, k, v, out, lse, work.items, idx, fidx, *self.tables, ws_o, ws_m, ws_l,
-                scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
-                *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2],
-                PRED=self.spec.group_pred[g], EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0,
-                RETURN_LSE=True, RES=self.res is not None, ACCUM=self.accum, HEADS_FAST=heads_fast,
-                num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)
+                (*s[:5], work.items, idx, fidx, *self.tables, *s[5:],
+                 scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
+                 *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2]),
+                dict(PRED=self.spec.group_pred[g],
+                     EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
+                     RES=self.res is not None, ACCUM=self.accum, HEADS_FAST=heads_fast,
+                     num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
             if work.merge.shape[0]:
-                launch(
+                sites.append(Prepared(
                     self.module.attn_merge, (batch * per_group, work.merge.shape[0]),
-                    out, lse, work.merge, ws_o, ws_m, ws_l, self.nq, h0, per_group, self.heads,
-                    *out.stride(), work.slots, RETURN_LSE=True)
+                    (s[3], s[4], work.merge, *s[5:], self.nq, h0, per_group, self.heads, *out.stride(),
+                     work.slots), dict(RETURN_LSE=True)))
+        return tuple(sites)
+
+
+_SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split rows' workspace: per call
+MAX_SITES = 64  # prepared launches kept per launch plan (call layouts: strides, scales, batch sizes)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

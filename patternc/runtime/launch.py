@@ -74,26 +74,27 @@ class Launcher:
             p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
     def __call__(self, grid: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
+        self.call(grid, args, kwargs)
+
+    def call(self, grid: tuple[int, ...], args: Sequence[Any], kwargs: dict[str, Any]) -> _Compiled | None:
+        """Launch; return the compiled kernel used (None: no direct form, or direct launches off)."""
         if not fast_enabled():
             self.fn[grid](*args, **kwargs)
-            return
+            return None
         device = torch.cuda.current_device()
-        key = (device, _key(args), tuple(kwargs.items()))
+        key = (device, _key(tuple(args)), tuple(kwargs.items()))
         if key not in self.hits:  # first call of this specialization: Triton binds, compiles or finds it
             if len(self.hits) >= MAX_KEYS:  # many shapes' strides: start over rather than grow
                 self.hits.clear()
             kernel = self.fn[grid](*args, **kwargs)
             self.hits[key] = self._compiled(kernel, len(args), kwargs)
-            return
+            return self.hits[key]
         hit = self.hits[key]
         if hit is None:  # no fast path for this kernel (an unexpected Triton object)
             self.fn[grid](*args, **kwargs)
-            return
-        stream = _stream(device)
-        enter, leave = _hooks()
-        meta = hit.kernel.launch_metadata(grid, stream, *args, *hit.tail) if enter is not None else None
-        hit.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
-                hit.kernel.function, hit.kernel.packed_metadata, meta, enter, leave, *args, *hit.tail)
+            return None
+        _run(hit, grid, device, args)
+        return hit
 
     def _compiled(self, kernel: Any, n_args: int, kwargs: dict[str, Any]) -> _Compiled | None:
         """The direct form of ``kernel``, or None where this Triton's objects are not as expected."""
@@ -106,6 +107,68 @@ class Launcher:
             return None
         tail = tuple(kwargs[n] if n in kwargs else self.defaults[n] for n in rest)
         return _Compiled(kernel, tail)
+
+
+def _run(hit: _Compiled, grid: tuple[int, ...], device: int, args: Sequence[Any]) -> None:
+    """Launch ``hit`` through its launcher: what ``JITFunction.run`` ends with."""
+    stream = _stream(device)
+    enter, leave = _hooks()
+    meta = hit.kernel.launch_metadata(grid, stream, *args, *hit.tail) if enter is not None else None
+    hit.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
+            hit.kernel.function, hit.kernel.packed_metadata, meta, enter, leave, *args, *hit.tail)
+
+
+class Slot:
+    """A placeholder among a :class:`Prepared` launch's arguments: the ``index``-th tensor of each call."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+_MISS = object()
+
+
+class Prepared:
+    """One launch site whose arguments are all fixed but for some tensors, marked :class:`Slot`.
+
+    Its specializations differ only in those tensors' dtypes and alignments, so a call keys just
+    them, and takes a kernel it has seen for that key without building or keying the 40 to 80
+    other arguments again (host time: about 10 us less per launch on a 2-core VM, more on the
+    H100's host). The caller keeps one per distinct set of fixed arguments: the tensors' strides
+    and shapes among them. ``prepared(tensors)`` launches with ``tensors[slot.index]`` in each slot.
+    """
+
+    __slots__ = ("args", "grid", "hits", "kwargs", "launcher", "slots", "take")
+
+    def __init__(self, fn: Any, grid: tuple[int, ...], args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        self.launcher = launcher(fn)
+        self.grid = grid
+        self.args = list(args)
+        self.slots = tuple((i, a.index) for i, a in enumerate(args) if isinstance(a, Slot))
+        self.take = tuple(j for _, j in self.slots)  # the call's tensors that reach the kernel
+        self.kwargs = kwargs
+        self.hits: dict[tuple[Any, ...], _Compiled | None] = {}
+
+    def __call__(self, tensors: Sequence[torch.Tensor]) -> None:
+        args = self.args.copy()
+        for i, j in self.slots:
+            args[i] = tensors[j]
+        if not fast_enabled():
+            self.launcher.fn[self.grid](*args, **self.kwargs)
+            return
+        device = torch.cuda.current_device()
+        key = (device, *[(tensors[j].dtype, tensors[j].data_ptr() & 15) for j in self.take])
+        hit = self.hits.get(key, _MISS)
+        if hit is _MISS:  # keyed in full by the launcher, compiled or found
+            if len(self.hits) >= MAX_KEYS:
+                self.hits.clear()
+            self.hits[key] = self.launcher.call(self.grid, args, self.kwargs)
+        elif hit is None:
+            self.launcher.fn[self.grid](*args, **self.kwargs)
+        else:
+            _run(hit, self.grid, device, args)  # type: ignore[arg-type]
 
 
 def _stream(device: int) -> int:
