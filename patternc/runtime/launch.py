@@ -13,6 +13,10 @@ bits), plus the constexpr keywords, the launch options and the device. A key see
 its kernel; a new one goes through Triton (which compiles or finds it). Off on Triton's
 interpreter, and whenever Triton lacks the launcher API (then every call is the plain one);
 ``PATTERNC_FAST_LAUNCH=0`` turns it off.
+
+:class:`Prepared` goes further for launch sites called again and again with new tensors and
+nothing else new (the forward and backward kernels): their other arguments are built and keyed
+once, and a call keys only its tensors.
 """
 
 from __future__ import annotations
