@@ -30,7 +30,7 @@ from patternc.runtime.forward import (
     interpreting,
     large_smem,
 )
-from patternc.runtime.launch import Prepared, Slot
+from patternc.runtime.launch import Prepared, Slot, cached_site
 
 
 @functools.lru_cache(maxsize=256)
@@ -309,7 +309,6 @@ class _Tensors(NamedTuple):
 
 
 _SLOTS = _Tensors._make(Slot(i) for i in range(len(_Tensors._fields)))  # where each call's tensors go
-MAX_SITES = 64  # prepared launches kept per set-up (call layouts: strides, scales, batch sizes)
 
 
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -331,12 +330,9 @@ def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: to
     # everything but the tensors follows from this key: build the launches once, then fill in tensors
     key = (res, scale, accum_kv, accum_q, fused, q.shape, k.shape,
            *[x.stride() for x in (q, k, v, do, dq, dk, dv)])
-    sites = st.sites.get(key)
-    if sites is None:
-        if len(st.sites) >= MAX_SITES:
-            st.sites.clear()
-        sites = st.sites[key] = ((_fused_site(st, res, t, n_k, scale, accum_kv, accum_q),) if fused
-                                 else _separate_sites(st, res, t, scale, accum_kv, accum_q))
+    sites = cached_site(st.sites, key, lambda: (
+        (_fused_site(st, res, t, n_k, scale, accum_kv, accum_q),) if fused
+        else _separate_sites(st, res, t, scale, accum_kv, accum_q)))
     for site in sites:
         site(t)
     # split tiles: their float32 sums into the gradients. ``sel`` is always the prefix 0..m-1 of the
@@ -448,20 +444,22 @@ _PRE_SITES: dict[tuple[Any, ...], Prepared] = {}  # the preprocess launch per ca
 def _preprocess(out: torch.Tensor, do: torch.Tensor, lse: torch.Tensor, dlse: torch.Tensor | None,
                 dp: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``delta = rowsum(dO * O) - dLSE`` and the base-2 LSE (``+inf`` on rows without keys)."""
-    B, H, nq, D = out.shape
+    B, H, nq = out.shape[:3]
     delta = torch.empty((B, H, nq), device=out.device, dtype=torch.float32)
     lse2 = torch.empty_like(delta)
     g = lse if dlse is None else dlse
     t = (out, do, lse, g, delta, lse2)
     key = (out.shape, dp, dlse is None, *[x.stride() for x in t[:4]])
-    site = _PRE_SITES.get(key)
-    if site is None:
-        if len(_PRE_SITES) >= MAX_SITES:
-            _PRE_SITES.clear()
-        bm = 16 if interpreting() else 64
-        site = _PRE_SITES[key] = Prepared(
-            gen.preprocess_kernel, (-(-nq // bm), B * H),  # not triton.cdiv: a ConstexprFunction
-            (*[Slot(i) for i in range(len(t))], *out.stride()[:3], *do.stride()[:3], *lse.stride(),
-             *g.stride(), nq, H), dict(BM=bm, D=D, DP=dp, HAS_DLSE=dlse is not None))
-    site(t)
+    cached_site(_PRE_SITES, key, lambda: _preprocess_site(t, dp, dlse is not None))(t)
     return delta, lse2
+
+
+def _preprocess_site(t: tuple[torch.Tensor, ...], dp: int, has_dlse: bool) -> Prepared:
+    """The preprocess launch for tensors ``(out, do, lse, g, delta, lse2)`` laid out as ``t``."""
+    out, do, lse, g = t[:4]
+    B, H, nq, D = out.shape
+    bm = 16 if interpreting() else 64
+    return Prepared(
+        gen.preprocess_kernel, (-(-nq // bm), B * H),  # not triton.cdiv: a ConstexprFunction
+        (*[Slot(i) for i in range(len(t))], *out.stride()[:3], *do.stride()[:3], *lse.stride(),
+         *g.stride(), nq, H), dict(BM=bm, D=D, DP=dp, HAS_DLSE=has_dlse))

@@ -25,7 +25,7 @@ from patternc.codegen import predicate
 from patternc.plan import Plan
 from patternc.runtime import order, residue, summary
 from patternc.runtime.cache import load_module
-from patternc.runtime.launch import Prepared, Slot
+from patternc.runtime.launch import Prepared, Slot, cached_site
 
 LOG2E = 1.4426950408889634
 DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
@@ -387,12 +387,7 @@ class _Launch:
         t = (q, k, v, out, lse, ws_o, ws_m, ws_l)
         # everything but the tensors follows from this key: build the launches once, then fill in tensors
         key = (scale, batch, q.shape, k.shape, *[x.stride() for x in t[:4]])
-        sites = self.sites.get(key)
-        if sites is None:
-            if len(self.sites) >= MAX_SITES:
-                self.sites.clear()
-            sites = self.sites[key] = self._prepare(t, scale, batch)
-        for site in sites:
+        for site in cached_site(self.sites, key, lambda: self._prepare(t, scale, batch)):
             site(t)
 
     def _prepare(self, t: tuple[torch.Tensor, ...], scale: float, batch: int) -> tuple[Prepared, ...]:
@@ -431,7 +426,6 @@ class _Launch:
 
 
 _SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split rows' workspace: per call
-MAX_SITES = 64  # prepared launches kept per launch plan (call layouts: strides, scales, batch sizes)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -173,6 +173,21 @@ class Prepared:
             self.launcher.fn[self.grid](*args, **self.kwargs)
         else:
             _run(hit, self.grid, device, args)  # type: ignore[arg-type]
+
+
+MAX_SITES = 64  # prepared launches kept per cache (call layouts: strides, scales, batch sizes)
+_T = TypeVar("_T")
+
+
+def cached_site(cache: dict[Any, _T], key: Any, build: Callable[[], _T]) -> _T:
+    """``cache[key]``, built by ``build()`` on a miss: a call layout's prepared launches. The
+    cache starts over past ``MAX_SITES`` layouts rather than grow with every shape seen."""
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= MAX_SITES:
+            cache.clear()
+        hit = cache[key] = build()
+    return hit
 
 
 def _stream(device: int) -> int:
