@@ -239,3 +239,58 @@ def test_small_grids_take_one_launch() -> None:
     limit = rb.FUSE_MAX_PROGRAMS
     assert rb._fused(limit, 10 * limit, 1) and rb._fused(10 * limit, 64, 32)
     assert not rb._fused(limit + 1, limit + 1, 1) and not rb._fused(limit, limit, 2)
+
+
+def _call_inputs(node: ir.Node, H: int, HKV: int, nq: int, nk: int, seed: int,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, H, nq, 16, generator=g).to(dtype)
+    k, v = (torch.randn(1, HKV, nk, 16, generator=g).to(dtype) for _ in range(2))
+    do = torch.randn(1, H, nq, 16, generator=g).to(dtype)
+    out, lse = ref_forward(q, k, v, node, 0.25)
+    return q, k, v, out, lse, do
+
+
+@settings(max_examples=10)
+@given(patterns(heads=True, max_leaves=4), lengths(max_n=40), st.data())
+def test_a_repeated_call_replays_the_first_calls_launches(node: ir.Node, nqk: tuple[int, int],
+                                                          data: st.DataObject) -> None:
+    # a second call of the same key runs from the call cache, without the set-up path, and gives
+    # exactly what the full path gives on its inputs
+    assume(ir.head_counts(node) <= 4)
+    H, HKV = data.draw(head_shapes(ir.head_counts(node)))
+    nq, nk = nqk
+    dtype = data.draw(st.sampled_from([torch.float32, torch.bfloat16]))
+    first = _call_inputs(node, H, HKV, nq, nk, 0, dtype)
+    again = _call_inputs(node, H, HKV, nq, nk, 1, dtype)
+    dlse = torch.randn(again[4].shape) if data.draw(st.booleans()) else None
+    rb._CALLS.clear()
+    backward(*first, node, 0.25, dlse=None if dlse is None else torch.randn(dlse.shape))
+    want, call = rb._backward(*again, node, 0.25, None, None, dlse, None)
+    assert len(rb._CALLS) == (call is not None)  # summary gathers and empty shapes are not cached
+    full = rb._backward
+    rb._backward = lambda *a: pytest.fail("the full path ran again")  # type: ignore[assignment]
+    try:
+        got = backward(*again, node, 0.25, dlse=dlse) if call is not None else want
+    finally:
+        rb._backward = full
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+
+
+def test_calls_with_copied_inputs_or_other_switches_take_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = ir.Band(3) | ir.Global(ir.TokenList.of(0))
+    q, k, v, out, lse, do = _call_inputs(node, 2, 1, 24, 24, 0)
+    rb._CALLS.clear()
+    strided = torch.randn(1, 2, 16, 24).transpose(-1, -2)  # not unit-stride in the last dim: copied
+    backward(q, k, v, out, lse, strided, node, 0.25)
+    assert not rb._CALLS
+    backward(q, k, v, out, lse, do, node, 0.25)
+    backward(q, k, v, out, lse, do, node, 0.25)
+    assert len(rb._CALLS) == 1
+    for name, value in (("PATTERNC_RESIDUE", "off"), ("PATTERNC_SUMMARY", "off")):
+        monkeypatch.setenv(name, value)  # switches are read on every call: a new key
+        backward(q, k, v, out, lse, do, node, 0.25)
+    monkeypatch.setattr(rb, "_FUSED", False)
+    backward(q, k, v, out, lse, do, node, 0.25)
+    assert len(rb._CALLS) == 4

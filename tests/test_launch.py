@@ -167,11 +167,11 @@ def test_prepared_launch_fills_its_slots_and_keys_only_them(fast: None) -> None:
     site = L.Prepared(fn, (3,), (L.Slot(1), 5, 7), dict(PRED=1, num_warps=4))
     site((z, x))  # the first call of a key goes through Triton, with the slot filled
     assert fn.slow == [((3,), (x, 5, 7), dict(PRED=1, num_warps=4))] and not fn.compiled.calls
-    site((x, y))  # another tensor, same dtype and alignment: direct, with that tensor
+    site((x, y))  # another tensor, same dtype and alignment: direct, with that tensor's address
     site((x, z[4:]))  # 16-byte aligned too
     assert len(fn.slow) == 1
     first, second = fn.compiled.calls
-    assert first[9] is y and second[9].data_ptr() == z[4:].data_ptr()
+    assert first[9] == y.data_ptr() and second[9] == z[4:].data_ptr()
     assert first[10:] == second[10:] == (5, 7, 1, False, 3)  # the fixed arguments, then constexprs
     assert fn.compiled.calls[0][:9] == (3, 1, 1, 77, "fn", "meta", None, None, None)
     site((x, z[1:]))  # misaligned: Triton again (another specialization)
@@ -189,3 +189,18 @@ def test_prepared_launch_off_on_the_interpreter(monkeypatch: pytest.MonkeyPatch)
     site((y, x))
     assert [[id(a) for a in call[1]] for call in fn.slow] == [[id(x), id(2), id(y)], [id(y), id(2), id(x)]]
     assert not fn.compiled.calls
+
+
+def test_prepared_launch_passes_addresses_unless_a_hook_wants_tensors(
+        fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fn = FakeJit()
+    w, x = torch.zeros(16), torch.ones(16)
+    site = L.Prepared(fn, (1,), (L.Slot(0), w, 7), dict(PRED=1))
+    site((x,))
+    site((x,))  # direct: every tensor, fixed or filled in, by its address
+    assert fn.compiled.calls[0][9:12] == (x.data_ptr(), w.data_ptr(), 7)
+    hook = object()
+    monkeypatch.setattr(L, "_hooks", lambda: (hook, None))
+    site((x,))  # a profiler's hook gets the tensors themselves
+    call = fn.compiled.calls[1]
+    assert call[7] is hook and call[9] is x and call[10] is w

@@ -20,27 +20,39 @@ import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 _LOADED: dict[str, ModuleType] = {}
 _LOCK = threading.Lock()
 
 
+_PARSED: dict[tuple[str, str, Any], Any] = {}  # (name, raw value, what) -> parsed: switches are read per call
+
+
 def env_flag(name: str, default: bool) -> bool:
     """A yes/no environment switch: unset or empty gives ``default``; an on-by-default switch is
     turned off by 0 / false / no / off, an off-by-default one turned on by 1 / true / yes / on."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    return value not in ("0", "false", "no", "off") if default else value in ("1", "true", "yes", "on")
+    raw = os.environ.get(name, "")
+    hit = _PARSED.get((name, raw, default))
+    if hit is None:
+        value = raw.strip().lower()
+        hit = default if not value else (
+            value not in ("0", "false", "no", "off") if default else value in ("1", "true", "yes", "on"))
+        _PARSED[(name, raw, default)] = hit
+    return bool(hit)
 
 
 def env_choice(name: str, choices: tuple[str, ...]) -> str:
     """A switch among ``choices`` (case-insensitive); unset or empty gives the first; anything
     else is a ``ValueError`` that names the variable and the choices."""
-    value = os.environ.get(name, "").strip().lower() or choices[0]
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    raw = os.environ.get(name, "")
+    hit = _PARSED.get((name, raw, choices))
+    if hit is None:
+        value = raw.strip().lower() or choices[0]
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        hit = _PARSED[(name, raw, choices)] = value
+    return str(hit)
 
 
 def cache_dir() -> Path:

@@ -115,8 +115,13 @@ class Launcher:
 
 def _run(hit: _Compiled, grid: tuple[int, ...], device: int, args: Sequence[Any]) -> None:
     """Launch ``hit`` through its launcher: what ``JITFunction.run`` ends with."""
+    _launch_with(hit, grid, device, args, _hooks())
+
+
+def _launch_with(hit: _Compiled, grid: tuple[int, ...], device: int, args: Sequence[Any],
+                 hooks: tuple[Callable[..., Any] | None, Callable[..., Any] | None]) -> None:
+    enter, leave = hooks
     stream = _stream(device)
-    enter, leave = _hooks()
     meta = hit.kernel.launch_metadata(grid, stream, *args, *hit.tail) if enter is not None else None
     hit.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
             hit.kernel.function, hit.kernel.packed_metadata, meta, enter, leave, *args, *hit.tail)
@@ -139,40 +144,61 @@ class Prepared:
 
     Its specializations differ only in those tensors' dtypes and alignments, so a call keys just
     them, and takes a kernel it has seen for that key without building or keying the 40 to 80
-    other arguments again (host time: about 10 us less per launch on a 2-core VM, more on the
-    H100's host). The caller keeps one per distinct set of fixed arguments: the tensors' strides
-    and shapes among them. ``prepared(tensors)`` launches with ``tensors[slot.index]`` in each slot.
+    other arguments again. Direct launches pass every tensor as its address (an ``int``, which
+    Triton's launcher takes as a pointer as it is): the launcher then neither calls back into
+    Python for ``data_ptr()`` nor asks the driver about each pointer (``cuPointerGetAttribute``),
+    once per tensor argument and launch. The caller keeps one per distinct set of fixed arguments:
+    the tensors' strides and shapes among them, and keeps the tensors valid (inputs are checked
+    before they get here). ``prepared(tensors)`` launches with ``tensors[slot.index]`` in each slot.
     """
 
-    __slots__ = ("args", "grid", "hits", "kwargs", "launcher", "slots", "take")
+    __slots__ = ("args", "direct", "grid", "hits", "kwargs", "launcher", "raw", "slots", "take")
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         self.launcher = launcher(fn)
         self.grid = grid
         self.args = list(args)
-        self.slots = tuple((i, a.index) for i, a in enumerate(args) if isinstance(a, Slot))
-        self.take = tuple(j for _, j in self.slots)  # the call's tensors that reach the kernel
+        # the fixed tensors by address, for direct launches (``self.args`` keeps them alive)
+        self.raw = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+        self.slots = tuple(i for i, a in enumerate(args) if isinstance(a, Slot))
+        self.take = tuple(a.index for a in args if isinstance(a, Slot))  # the call's tensors, slot by slot
         self.kwargs = kwargs
+        # Triton's interpreter is decided once (its kernels were loaded for it or not); the
+        # switch of direct launches is read per call (benchmarks time both ways)
+        self.direct = fast_enabled()
         self.hits: dict[tuple[Any, ...], _Compiled | None] = {}
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> None:
-        args = self.args.copy()
-        for i, j in self.slots:
-            args[i] = tensors[j]
-        if not fast_enabled():
-            self.launcher.fn[self.grid](*args, **self.kwargs)
+        used = [tensors[j] for j in self.take]
+        if not (self.direct and _ENABLED):
+            self.launcher.fn[self.grid](*self._with(used), **self.kwargs)
             return
         device = torch.cuda.current_device()
-        key = (device, *[(tensors[j].dtype, tensors[j].data_ptr() & 15) for j in self.take])
+        ptrs = [t.data_ptr() for t in used]
+        key = (device, *[t.dtype for t in used], *[p & 15 for p in ptrs])
         hit = self.hits.get(key, _MISS)
         if hit is _MISS:  # keyed in full by the launcher, compiled or found
             if len(self.hits) >= MAX_KEYS:
                 self.hits.clear()
-            self.hits[key] = self.launcher.call(self.grid, args, self.kwargs)
+            self.hits[key] = self.launcher.call(self.grid, self._with(used), self.kwargs)
         elif hit is None:
-            self.launcher.fn[self.grid](*args, **self.kwargs)
+            self.launcher.fn[self.grid](*self._with(used), **self.kwargs)
         else:
-            _run(hit, self.grid, device, args)  # type: ignore[arg-type]
+            hooks = _hooks()
+            if hooks[0] is None:  # addresses only
+                raw = self.raw.copy()
+                for i, p in zip(self.slots, ptrs):
+                    raw[i] = p
+                _launch_with(hit, self.grid, device, raw, hooks)  # type: ignore[arg-type]
+            else:  # a profiler's hook sees the tensors, as with Triton's own launches
+                _launch_with(hit, self.grid, device, self._with(used), hooks)  # type: ignore[arg-type]
+
+    def _with(self, used: Sequence[torch.Tensor]) -> list[Any]:
+        """The arguments with this call's tensors in the slots."""
+        args = self.args.copy()
+        for i, t in zip(self.slots, used):
+            args[i] = t
+        return args
 
 
 MAX_SITES = 64  # prepared launches kept per cache (call layouts: strides, scales, batch sizes)
@@ -190,20 +216,34 @@ def cached_site(cache: dict[Any, _T], key: Any, build: Callable[[], _T]) -> _T:
     return hit
 
 
-def _stream(device: int) -> int:
-    from triton.runtime import driver
+_STREAM: list[Callable[[int], int]] = []  # Triton's current-stream getter, found on first use
+_KNOBS: list[Any] = []  # Triton's runtime knobs (None on a Triton without them), found on first use
 
-    return int(driver.active.get_current_stream(device))
+
+def _stream(device: int) -> int:
+    if not _STREAM:
+        from triton.runtime import driver
+
+        _STREAM.append(driver.active.get_current_stream)
+    return int(_STREAM[0](device))
 
 
 def _hooks() -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
     """Triton's launch hooks (profilers such as proton install them), None where none is set:
-    then the launcher neither builds launch metadata nor calls back into Python."""
-    try:
-        from triton import knobs
+    then the launcher neither builds launch metadata nor calls back into Python. Read on every
+    launch (a profiler may install them at any time); the module holding them is found once."""
+    if not _KNOBS:
+        try:
+            from triton import knobs
 
-        enter, leave = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
-    except (ImportError, AttributeError):  # an older Triton: hooks on CompiledKernel
+            _KNOBS.append(knobs.runtime)
+        except (ImportError, AttributeError):  # an older Triton: hooks on CompiledKernel
+            _KNOBS.append(None)
+    runtime = _KNOBS[0]
+    if runtime is not None:
+        enter = getattr(runtime, "launch_enter_hook", None)
+        leave = getattr(runtime, "launch_exit_hook", None)
+    else:
         from triton.compiler import CompiledKernel
 
         enter = getattr(CompiledKernel, "launch_enter_hook", None)
