@@ -278,7 +278,7 @@ def test_a_repeated_call_replays_the_first_calls_launches(node: ir.Node, nqk: tu
         assert torch.equal(a, b)
 
 
-def test_calls_with_copied_inputs_or_other_switches_take_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copied_inputs_or_other_switches_take_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
     node = ir.Band(3) | ir.Global(ir.TokenList.of(0))
     q, k, v, out, lse, do = _call_inputs(node, 2, 1, 24, 24, 0)
     rb._CALLS.clear()

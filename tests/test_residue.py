@@ -132,16 +132,21 @@ def test_bad_mode_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         residue.default_mode()
 
 
+# (H, HKV): with heads(...) patterns, groups with a KV head each (2, 2 and 4, 4), and groups
+# sharing KV heads (2, 1 and 4, 1), which the backward writes together (runtime.writes)
+HEAD_SHAPES = [(2, 1), (2, 2), (4, 1), (4, 4)]
+
+
 @settings(max_examples=12, deadline=None)
-@given(residue_patterns(), lengths(max_n=70), st.sampled_from([(2, 1), (2, 2)]),
+@given(residue_patterns(heads=True), lengths(max_n=70), st.sampled_from(HEAD_SHAPES),
        st.sampled_from([torch.float32, torch.bfloat16]))
 def test_forward_forced_residue_matches_reference(node: ir.Node, nqk: tuple[int, int],
                                                   heads: tuple[int, int], dtype: torch.dtype) -> None:
     _check_forward(node, 1, *heads, *nqk, 16, dtype)
 
 
-@settings(max_examples=8, deadline=None)
-@given(residue_patterns(), lengths(max_n=50), st.sampled_from([(2, 1), (2, 2)]))
+@settings(max_examples=10, deadline=None)
+@given(residue_patterns(heads=True), lengths(max_n=50), st.sampled_from(HEAD_SHAPES))
 def test_backward_forced_residue_matches_reference(node: ir.Node, nqk: tuple[int, int],
                                                    heads: tuple[int, int]) -> None:
     _check_backward(node, 1, *heads, *nqk, 16, torch.float32)
@@ -161,3 +166,5 @@ def test_stdlib_patterns_forced_residue(file: str, H: int | None) -> None:
         small = ir.concretize(node, 150)
         _check_forward(small, 1, H or 2, 1, 97, 150, 32, torch.bfloat16)
         _check_backward(small, 1, H or 2, 1, 97, 150, 32, torch.float32)
+        if ir.head_counts(small) > 1:  # a KV head per group: each group's heads written by one step
+            _check_backward(small, 1, H or 2, H or 2, 97, 150, 32, torch.float32)

@@ -20,8 +20,11 @@ first, and tiles with very long lists (global rows / columns) split over several
 add float32 partial sums atomically into a small buffer.
 
 Residue-class execution (``patternc.runtime.residue``): with ``RES`` grid axis 1 is a residue
-class and rows / keys are gathered coordinates (strided index arithmetic, no copies); with
-``ACCUM`` the stores add to the gradients of the launches before (disjoint branches add).
+class and rows / keys are gathered coordinates (strided index arithmetic, no copies). A call of
+several launches (disjoint parts) writes each head group once and adds after that
+(``patternc.runtime.writes``): ``skip_groups`` (bit per head group) names the groups whose
+programs return at once, ``add_groups`` those whose stores add to the gradients of the launches
+before (compiled in only with ``ACCUM``).
 
 The pattern enters only through ``_pattern(p, j, i, grp, ...)``, emitted from the IR by
 ``patternc.codegen.predicate``; a ``heads(...)`` pattern gives one branch per head group.
@@ -178,7 +181,7 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
                   sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                   sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                   nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                  res_r, res_u0, res_off, nq_phys, nk_phys,
+                  res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                   BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                   D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
                   EVEN_Q: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr,
@@ -228,8 +231,9 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
         dk_ptr = DK + b * sdkb + kvh * sdkh + jn[:, None] * sdkn + offs_d[None, :]
         dv_ptr = DV + b * sdvb + kvh * sdvh + jn[:, None] * sdvn + offs_d[None, :]
         if ACCUM:
-            dk += tl.load(dk_ptr, mask=io, other=0.0).to(tl.float32)
-            dv += tl.load(dv_ptr, mask=io, other=0.0).to(tl.float32)
+            if _in_groups(add_groups, kvh * R * G // H):
+                dk += tl.load(dk_ptr, mask=io, other=0.0).to(tl.float32)
+                dv += tl.load(dv_ptr, mask=io, other=0.0).to(tl.float32)
         tl.store(dk_ptr, dk.to(DK.dtype.element_ty), mask=io)
         tl.store(dv_ptr, dv.to(DV.dtype.element_ty), mask=io)
     else:
@@ -282,7 +286,7 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
                 sm_scale, qk_scale,
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
                 nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
+                res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
                 UPCAST: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr,
@@ -325,11 +329,31 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
     if slot < 0:
         dq_ptr = DQ + b * sdqb + h * sdqh + im[:, None] * sdqm + offs_d[None, :]
         if ACCUM:
-            dq += tl.load(dq_ptr, mask=io, other=0.0).to(tl.float32)
+            if _in_groups(add_groups, grp):
+                dq += tl.load(dq_ptr, mask=io, other=0.0).to(tl.float32)
         tl.store(dq_ptr, dq.to(DQ.dtype.element_ty), mask=io)
     else:
         part = BUF + ((bh * n_slots + slot) * BM + tl.arange(0, BM)[:, None]) * DP + offs_d[None, :]
         tl.atomic_add(part, dq, sem="relaxed")
+
+@triton.jit
+def _in_groups(mask, grp):
+    # group ``grp``'s bit of a launch's group mask (``runtime.writes``). Masks name groups
+    # 0..30 one by one; with more groups a mask is 0 or -1 (all), so the bit taken mod 32 is exact
+    return ((mask >> (grp % 32)) & 1) != 0
+
+
+@triton.jit
+def _kv_kept(bh, HKV, H, G, skip_groups):
+    # whether this launch writes the KV head of ``bh`` (skip masks are per KV head: the runtime
+    # sets bits only where each KV head's query heads lie in one group)
+    return ((skip_groups >> (((bh % HKV) * (H // HKV) * G // H) % 32)) & 1) == 0
+
+
+@triton.jit
+def _q_kept(bh, H, G, skip_groups):
+    return ((skip_groups >> (((bh % H) * G // H) % 32)) & 1) == 0
+
 
 @triton.jit
 def _item2(HEADS_FAST: tl.constexpr):
@@ -354,7 +378,7 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                 sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                 nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
+                res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
                 EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
@@ -364,13 +388,15 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
     # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
     # every head's chunks start in the first wave); work items vary fastest otherwise
     it, bh = _item2(HEADS_FAST)
-    _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                  tl.program_id(2){targs}, sm_scale, qk_scale,
-                  sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
-                  sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                  nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                  res_r, res_u0, res_off, nq_phys, nk_phys,
-                  BLOCK_Q, BLOCK_K, BM, BN, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM, HAS_PARTIAL, HAS_FULL)
+    if _kv_kept(bh, HKV, H, G, skip_groups):
+        _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
+                      tl.program_id(2){targs}, sm_scale, qk_scale,
+                      sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                      sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                      nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                      res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
+                      BLOCK_Q, BLOCK_K, BM, BN, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM, HAS_PARTIAL,
+                      HAS_FULL)
 
 
 @triton.jit
@@ -378,7 +404,7 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               sm_scale, qk_scale,
               sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
               nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-              res_r, res_u0, res_off, nq_phys, nk_phys,
+              res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
               UPCAST: tl.constexpr, RES: tl.constexpr = False,
@@ -386,12 +412,13 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               HAS_PARTIAL: tl.constexpr = True, HAS_FULL: tl.constexpr = True):
     # dQ alone, laid out as dkdv_kernel
     it, bh = _item2(HEADS_FAST)
-    _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                tl.program_id(2){targs}, sm_scale, qk_scale,
-                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-                nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
-                res_r, res_u0, res_off, nq_phys, nk_phys,
-                BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM, HAS_PARTIAL, HAS_FULL)
+    if _q_kept(bh, H, G, skip_groups):
+        _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
+                    tl.program_id(2){targs}, sm_scale, qk_scale,
+                    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+                    nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
+                    res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
+                    BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM, HAS_PARTIAL, HAS_FULL)
 
 
 @triton.jit
@@ -402,7 +429,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                sdqb, sdqh, sdqm, sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots, k_items, k_heads, k_programs,
                q_rows, q_idx_w, q_fidx_w, q_slots, q_items, q_heads,
-               res_r, res_u0, res_off, nq_phys, nk_phys,
+               res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM1: tl.constexpr, BN1: tl.constexpr,
                BM2: tl.constexpr, BN2: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr,
                UPCAST: tl.constexpr, EVEN_Q: tl.constexpr = False, EVEN_K: tl.constexpr = False,
@@ -417,23 +444,25 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
     res_c = tl.program_id(1)
     if p < k_programs:
         it, bh = _item(p, k_items, k_heads, K_HEADS_FAST)
-        _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, KBUF, KNUM, KIDX, KFNUM, KFIDX, KITEMS + it * 4, bh,
-                      res_c{targs}, sm_scale, qk_scale,
-                      sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
-                      sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-                      nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots,
-                      res_r, res_u0, res_off, nq_phys, nk_phys,
-                      BLOCK_Q, BLOCK_K, BM1, BN1, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM_KV,
-                      K_PARTIAL, K_FULL)
+        if _kv_kept(bh, HKV, H, G, skip_groups):
+            _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, KBUF, KNUM, KIDX, KFNUM, KFIDX,
+                          KITEMS + it * 4, bh, res_c{targs}, sm_scale, qk_scale,
+                          sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
+                          sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+                          nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots,
+                          res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
+                          BLOCK_Q, BLOCK_K, BM1, BN1, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM_KV,
+                          K_PARTIAL, K_FULL)
     else:
         it, bh = _item(p - k_programs, q_items, q_heads, Q_HEADS_FAST)
-        _dq_program(Q, K, V, DO, LSE, DELTA, DQ, QBUF, QNUM, QIDX, QFNUM, QFIDX, QITEMS + it * 4, bh,
-                    res_c{targs}, sm_scale, qk_scale,
-                    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
-                    nq, nk, H, HKV, G, GT, q_rows, q_idx_w, q_fidx_w, q_slots,
-                    res_r, res_u0, res_off, nq_phys, nk_phys,
-                    BLOCK_Q, BLOCK_K, BM2, BN2, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM_Q,
-                    Q_PARTIAL, Q_FULL)
+        if _q_kept(bh, H, G, skip_groups):
+            _dq_program(Q, K, V, DO, LSE, DELTA, DQ, QBUF, QNUM, QIDX, QFNUM, QFIDX, QITEMS + it * 4, bh,
+                        res_c{targs}, sm_scale, qk_scale,
+                        sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
+                        nq, nk, H, HKV, G, GT, q_rows, q_idx_w, q_fidx_w, q_slots,
+                        res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
+                        BLOCK_Q, BLOCK_K, BM2, BN2, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM_Q,
+                        Q_PARTIAL, Q_FULL)
 '''
 
 

@@ -21,7 +21,7 @@ from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
-from patternc.runtime import order, residue, summary
+from patternc.runtime import order, residue, summary, writes
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import (
     MIN_SPLIT_GAIN,
@@ -132,6 +132,7 @@ class _Setup:
     prec: str
     upcast: bool
     dummy: torch.Tensor
+    active: tuple[bool, ...]  # per head group of the pattern: has blocks
     # the prepared launches of this set-up per call layout (``_launch``); never copied by
     # ``dataclasses.replace``, whose copy launches other tiles
     sites: dict[tuple[Any, ...], tuple[Prepared, ...]] = field(
@@ -150,11 +151,13 @@ def _setup(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, 
     module, table_args = kernels(node, groups, cfg.steps)
     # Triton's interpreter multiplies bfloat16 wrongly (CPU only): compute in float32 there
     upcast = interpreting() and dtype == torch.bfloat16
+    blocks = (plan.forward.num + plan.forward.full_num).sum(1).cpu().tolist()  # per table group
+    active = tuple(blocks[g * plan.groups // groups] > 0 for g in range(groups))
     return _Setup(module, tuple(cached_table(t, nq, nk, device) for t in table_args), plan, cfg, groups,
                   schedule(plan.backward, cfg.bn1, plan.block_k, nk, cfg.chunk),
                   schedule(plan.forward, cfg.bm2, plan.block_q, nq, cfg.chunk),
                   max(16, triton.next_power_of_2(D)), "ieee" if dtype == torch.float32 or upcast else "tf32",
-                  upcast, torch.zeros(1, device=device))
+                  upcast, torch.zeros(1, device=device), active)
 
 
 @functools.lru_cache(maxsize=128)
@@ -211,7 +214,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
     for step in steps:
         if step.gather is None:
             sites = _launch(step.setup, step.res, q, k, v, do, lse2, delta, dq, dk, dv, scale, step.accum,
-                            step.accum)
+                            step.accum, step.modes)
             done.append((step.setup, sites))
             continue
         repeatable = False  # a summary part gathers keys and adds gradients: the full path each time
@@ -244,7 +247,8 @@ def _steps(node: ir.Node, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out
 
         config = autotune.backward_config(node, (q, k, v, out, lse, do), scale,
                                           dense_config(node, nq, nk, H, D, q.dtype, dev))
-    return _setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode())
+    return _planned(_setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode()),
+                    H, k.shape[1])
 
 
 def _call_key(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
@@ -312,6 +316,7 @@ class _Step:
     res: tuple[int, int, int] | None = None
     gather: torch.Tensor | None = None
     accum: bool = False
+    modes: tuple[int, ...] | None = None  # per head group (``runtime.writes``); None: all, by ``accum``
 
 
 def _whole(cfg: gen.BackwardConfig) -> gen.BackwardConfig:
@@ -359,7 +364,46 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
     for part in dec.parts:
         out.append(_Step(_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, _whole(cfg)),
                          (part.r, part.u0, part.off), accum=True))
-    return _without_empty_rest(out)
+    return tuple(out)  # every step; ``_planned`` decides who writes which heads
+
+
+def _planned(steps: tuple[_Step, ...], H: int, HKV: int) -> tuple[_Step, ...]:
+    """``steps`` (a rest, then adding parts) with each head group written once and added to
+    after that (``runtime.writes``): per step the groups it skips, stores or adds. dK / dV are
+    per KV head, so groups whose query heads share a KV head (grouped-query attention across
+    head groups) are planned together. Steps over different head groupings, or more than 31
+    groups (the kernels' masks), keep the general rule (``_without_empty_rest``)."""
+    G = steps[0].setup.groups
+    if len(steps) == 1 or G > 31 or any(step.setup.groups != G for step in steps):
+        return _without_empty_rest(list(steps))
+    unit = _kv_units(G, H, HKV)
+    units = sorted(set(unit))
+    active = [[any(step.setup.active[g] for g in range(G) if unit[g] == u) for u in units] for step in steps]
+    return tuple(dataclasses.replace(steps[i], accum=writes.ADD in modes,
+                                     modes=tuple(modes[units.index(unit[g])] for g in range(G)))
+                 for i, modes in writes.plan(active))
+
+
+def _kv_units(G: int, H: int, HKV: int) -> list[int]:
+    """Per head group, the smallest group it shares KV heads with, directly or through others
+    (union-find): those groups' dK / dV are written together.
+
+        >>> _kv_units(4, 8, 8), _kv_units(4, 8, 2), _kv_units(4, 4, 2)
+        ([0, 1, 2, 3], [0, 0, 2, 2], [0, 0, 2, 2])
+    """
+    parent = list(range(G))
+
+    def find(g: int) -> int:
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    R = H // HKV
+    for kv in range(HKV):
+        roots = {find(h * G // H) for h in range(kv * R, kv * R + R)}
+        for r in roots:
+            parent[r] = min(roots)
+    return [find(g) for g in range(G)]
 
 
 class _Tensors(NamedTuple):
@@ -383,21 +427,28 @@ _SLOTS = _Tensors._make(Slot(i) for i in range(len(_Tensors._fields)))  # where 
 
 def _launch(st: _Setup, res: tuple[int, int, int] | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             do: torch.Tensor, lse2: torch.Tensor, delta: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
-            dv: torch.Tensor, scale: float, accum_kv: bool, accum_q: bool) -> tuple[Prepared, ...]:
+            dv: torch.Tensor, scale: float, accum_kv: bool, accum_q: bool,
+            modes: tuple[int, ...] | None = None) -> tuple[Prepared, ...]:
     """The dK/dV and dQ kernels of one set-up (residue-gathered with ``res = (r, u0, off)``);
-    ``accum_kv`` / ``accum_q``: add to the stored dK, dV / dQ instead of overwriting them.
+    ``accum_kv`` / ``accum_q``: add to the stored dK, dV / dQ instead of overwriting them, or,
+    with ``modes``, per head group what ``runtime.writes`` planned (skip, store or add).
     Returns the prepared launches it ran (for :class:`_Call`)."""
     B, H = q.shape[:2]
     HKV = k.shape[1]
+    if modes is None:
+        skip, add = 0, -1  # every group written; ``accum_*`` say whether the stores add
+    else:
+        skip, add = writes.mask(modes, writes.SKIP), writes.mask(modes, writes.ADD)
+        accum_kv = accum_q = add != 0
     n_k, n_q = st.sk.items.shape[0] * B * HKV, st.sq.items.shape[0] * B * H
     fused = _fused(n_k, n_q, res[0] if res else 1)
     # everything but the tensors follows from this key: build the launches once, then fill in tensors
-    key = (res, scale, accum_kv, accum_q, fused, q.shape, k.shape,
+    key = (res, scale, accum_kv, accum_q, skip, add, fused, q.shape, k.shape,
            *[x.stride() for x in (q, k, v, do, dq, dk, dv)])
     t = _Tensors(q, k, v, do, lse2, delta, dq, dk, dv, st.dummy, st.dummy)  # the layout (buffers unused)
     sites = cached_site(st.sites, key, lambda: (
-        (_fused_site(st, res, t, n_k, scale, accum_kv, accum_q),) if fused
-        else _separate_sites(st, res, t, scale, accum_kv, accum_q)))
+        (_fused_site(st, res, t, n_k, scale, accum_kv, accum_q, skip, add),) if fused
+        else _separate_sites(st, res, t, scale, accum_kv, accum_q, skip, add)))
     _run_sites(st, sites, q, k, v, do, lse2, delta, dq, dk, dv)
     return sites
 
@@ -449,8 +500,9 @@ def _fused(n_k: int, n_q: int, r: int) -> bool:
 
 
 def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: int, scale: float,
-                accum_kv: bool, accum_q: bool) -> Prepared:
-    """dK/dV's ``n_k`` programs, then dQ's, in one launch of ``bwd_kernel`` (``t``: the layout)."""
+                accum_kv: bool, accum_q: bool, skip: int, add: int) -> Prepared:
+    """dK/dV's ``n_k`` programs, then dQ's, in one launch of ``bwd_kernel`` (``t``: the layout;
+    ``skip`` / ``add``: the group masks of ``runtime.writes``)."""
     B, H, nq, D = t.q.shape
     HKV, nk = t.k.shape[1], t.k.shape[2]
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
@@ -466,7 +518,7 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups,
         plan.num_k_blocks, bwd.idx.shape[-1], bwd.full_idx.shape[-1], sk.n_slots, sk.items.shape[0],
         B * HKV, n_k, plan.num_q_blocks, fwd.idx.shape[-1], fwd.full_idx.shape[-1], sq.n_slots,
-        sq.items.shape[0], B * H, r, u0, off, nq, nk), dict(
+        sq.items.shape[0], B * H, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
         D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
         EVEN_Q=res is None and plan.nq % plan.block_q == 0,
@@ -478,7 +530,7 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
 
 
 def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, scale: float,
-                    accum_kv: bool, accum_q: bool) -> tuple[Prepared, Prepared]:
+                    accum_kv: bool, accum_q: bool, skip: int, add: int) -> tuple[Prepared, Prepared]:
     """``dkdv_kernel``, then ``dq_kernel`` (``t``: the layout)."""
     s = _SLOTS
     B, H, nq, D = t.q.shape
@@ -494,7 +546,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         _nonempty(bwd.full_idx), sk.items, *st.tables,
         *common, *t.dk.stride()[:3], *t.dv.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
-        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk), dict(
+        bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
         HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
@@ -505,7 +557,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         _nonempty(fwd.full_idx), sq.items, *st.tables,
         *common, *t.dq.stride()[:3],
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
-        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk), dict(
+        fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,

@@ -23,7 +23,7 @@ from patternc import ir
 from patternc.codegen import forward as gen
 from patternc.codegen import predicate
 from patternc.plan import Plan
-from patternc.runtime import order, residue, summary
+from patternc.runtime import order, residue, summary, writes
 from patternc.runtime.cache import load_module
 from patternc.runtime.launch import Prepared, Slot, cached_site
 
@@ -264,12 +264,26 @@ def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConf
 
 
 def _without_empty_rest(launches: list[_Launch]) -> tuple[_Launch, ...]:
-    """``launches`` (a rest, then merging launches) less a rest without any block: the first
-    merging launch then stores instead (every head group, so heads without work get 0 and
-    ``-inf``). Saves a pass that writes zeros and one that reads them back."""
+    """``launches`` (a rest, then merging launches) with each head group stored once, by the
+    first launch with work in it, and merged into by the later ones (``runtime.writes``): no
+    launch writes zeros that a later one reads back. Launches over different head groupings
+    keep the general rule: the rest stores every group, unless it has no block at all; then the
+    first merging launch stores instead (every group, so heads without work get 0 and ``-inf``)."""
+    if len({len(launch.active) for launch in launches}) == 1:
+        return tuple(dataclasses.replace(launches[i], modes=modes)
+                     for i, modes in writes.plan([launch.active for launch in launches]))
     if len(launches) > 1 and not any(launches[0].active):
-        launches = [dataclasses.replace(launches[1], accum=False), *launches[2:]]
+        launches = [_storing(launches[1]), *launches[2:]]
     return tuple(launches)
+
+
+def _storing(launch: _Launch) -> _Launch:
+    return dataclasses.replace(launch, modes=(writes.STORE,) * len(launch.active))
+
+
+def _merging(launch: _Launch) -> _Launch:
+    """``launch`` merging into the launches before it, in the groups it has work in."""
+    return dataclasses.replace(launch, modes=tuple(writes.ADD if a else writes.SKIP for a in launch.active))
 
 
 def _part_config(node: ir.Node, nq: int, nk: int, H: int, D: int, dtype: torch.dtype, device: str,
@@ -289,7 +303,7 @@ def _summary_launches(dec: summary.Summary, B: int, H: int, Hkv: int, nq: int, D
     rest = _cached_setup(dec.rest, B, H, Hkv, nq, dec.nk, D, dtype, device, cfg)
     cfg = _part_config(dec.single, nq, dec.nks, H, D, dtype, device, True)
     part = _cached_setup(dec.steps, B, H, Hkv, nq, dec.nks, D, dtype, device, cfg)
-    return _without_empty_rest([rest, dataclasses.replace(part, gather=dec.index(device), accum=True)])
+    return _without_empty_rest([rest, _merging(dataclasses.replace(part, gather=dec.index(device)))])
 
 
 @dataclass(frozen=True)
@@ -364,9 +378,11 @@ class _Launch:
     slots: int  # most workspace slots of any head group
     tables_dummy: torch.Tensor  # a 1-element tensor for pointer arguments that are not used
     res: tuple[int, int, int] | None = None  # residue launch: (r, u0, off)
-    active: tuple[bool, ...] = ()  # the head groups with work (a merging launch skips the others)
+    active: tuple[bool, ...] = ()  # the head groups with work
     gather: torch.Tensor | None = None  # summary launch: its keys, by physical index
-    accum: bool = False  # merge into the (out, lse) of the launches before (disjoint parts)
+    # per head group: skip it, store, or merge into the (out, lse) of the launches before
+    # (disjoint parts; ``runtime.writes``)
+    modes: tuple[int, ...] = ()
     # the prepared launches per call layout (``run``); never copied by ``dataclasses.replace``,
     # whose copy launches differently
     sites: dict[tuple[Any, ...], tuple[Prepared, ...]] = field(
@@ -400,7 +416,7 @@ class _Launch:
         r, u0, off = self.res or (1, 0, 0)
         sites = []
         for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
-            if self.accum and not self.active[g]:
+            if self.modes[g] == writes.SKIP:
                 continue
             h0 = g * per_group
             # heaviest first across heads when rows are split (their slices are the long items);
@@ -415,7 +431,7 @@ class _Launch:
                  *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2]),
                 dict(PRED=self.spec.group_pred[g],
                      EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
-                     RES=self.res is not None, ACCUM=self.accum, HEADS_FAST=heads_fast,
+                     RES=self.res is not None, ACCUM=self.modes[g] == writes.ADD, HEADS_FAST=heads_fast,
                      num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
             if work.merge.shape[0]:
                 sites.append(Prepared(
@@ -463,7 +479,8 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
     return _Launch(module, cfg, spec, groups, tuple(work), tabs, H, nq, nk, max(w.slots for w in work), dummy,
-                   res, active, accum=res is not None)
+                   res, active, modes=tuple(writes.STORE if res is None else writes.ADD if a else writes.SKIP
+                                            for a in active))
 
 
 @functools.lru_cache(maxsize=128)
