@@ -39,7 +39,7 @@ def clear() -> None:
 
 def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor) -> dict[str, Any]:
     node = node_of(text)
-    real_f, real_b = fw._part_config, bw._whole
+    real_f, real_b = fw._residue_config, bw._whole
     clear()
     out, lse = fw.forward(q, k, v, node)
     grads = bw.backward(q, k, v, out, lse, do, node)
@@ -48,12 +48,12 @@ def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.
                          "bwd": {"default": median_ms(lambda: bw.backward(q, k, v, out, lse, do, node))}}
     try:
         for c in FWD:
-            fw._part_config = lambda *a, c=c: fw.ForwardConfig(*c, split=1 << 30)
+            fw._residue_config = lambda nq, nk, d, dt, c=c: fw.ForwardConfig(*c, split=1 << 30)
             clear()
             o, _ = fw.forward(q, k, v, node)
             err = (o.float() - out.float()).abs().max().item()
             r["fwd"][str(c)] = [median_ms(lambda: fw.forward(q, k, v, node)), err]
-        fw._part_config = real_f
+        fw._residue_config = real_f
         for c in BWD:
             bw._whole = lambda cfg, c=c: BackwardConfig(*c, chunk=1 << 30)
             clear()
@@ -62,7 +62,7 @@ def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.
                       for a, b in zip(g, grads))
             r["bwd"][str(c)] = [median_ms(lambda: bw.backward(q, k, v, out, lse, do, node)), err]
     finally:
-        fw._part_config, bw._whole = real_f, real_b
+        fw._residue_config, bw._whole = real_f, real_b
         clear()
     return r
 

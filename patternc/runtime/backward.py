@@ -242,14 +242,13 @@ def _steps(node: ir.Node, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out
     summ = summary.choose(node, nq, nk) if config is None else None
     if summ is not None:
         return _summary_steps(summ, H, nq, D, q.dtype, dev)
-    explicit = config is not None
     if config is None:
         from patternc.runtime import autotune
 
         config = autotune.backward_config(node, (q, k, v, out, lse, do), scale,
                                           dense_config(node, nq, nk, H, D, q.dtype, dev))
-    mode = residue_mode or residue.default_mode()
-    return _planned(_setups(node, H, nq, nk, D, q.dtype, dev, config, mode, not explicit), H, k.shape[1])
+    return _planned(_setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode()),
+                    H, k.shape[1])
 
 
 def _call_key(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
@@ -354,11 +353,8 @@ def _without_empty_rest(steps: list[_Step]) -> tuple[_Step, ...]:
 
 @functools.lru_cache(maxsize=128)
 def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype, device: str,
-            config: gen.BackwardConfig | None, mode: str, own_parts: bool = False) -> tuple[_Step, ...]:
-    """The plain set-up of the pattern, or of its rest followed by the residue parts; with
-    ``own_parts`` each part takes the tiles it would get as a pattern of its own (a gathered
-    ``strided(256) & causal`` class is a 256-token causal problem: short masked rows), else
-    ``config``'s."""
+            config: gen.BackwardConfig | None, mode: str) -> tuple[_Step, ...]:
+    """The plain set-up of the pattern, or of its rest followed by the residue parts."""
     node_c = ir.concretize(node, nk)
     cfg = config or gen.default_config(D, interpreting())
     dec = residue.decompose(node_c, nq, nk, H, cfg.block_q, cfg.block_k, mode)
@@ -366,8 +362,7 @@ def _setups(node: ir.Node, H: int, nq: int, nk: int, D: int, dtype: torch.dtype,
         return (_Step(_cached_setup(node, H, nq, nk, D, dtype, device, config)),)
     out = [_Step(_cached_setup(dec.rest, H, nq, nk, D, dtype, device, config))]
     for part in dec.parts:
-        own = dense_config(part.node, part.nq, part.nk, H, D, dtype, device) if own_parts else None
-        out.append(_Step(_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, _whole(own or cfg)),
+        out.append(_Step(_cached_setup(part.node, H, part.nq, part.nk, D, dtype, device, _whole(cfg)),
                          (part.r, part.u0, part.off), accum=True))
     return tuple(out)  # every step; ``_planned`` decides who writes which heads
 

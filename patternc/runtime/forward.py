@@ -243,8 +243,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, node: ir.Node, sc
 def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dtype: torch.dtype,
               device: str, cfg: ForwardConfig, mode: str) -> tuple[_Launch, ...]:
     """The plain launch of the pattern, or of its rest followed by one merging launch per group
-    of residue branches (``patternc.runtime.residue``), each at the tiles it would get as a
-    pattern of its own (never split: merging needs whole rows)."""
+    of residue branches (``patternc.runtime.residue``)."""
     ir.check_heads(node, H)
     node_c = ir.concretize(node, nk)
     ir.check_arguments(node_c)
@@ -254,9 +253,14 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
     out = [_cached_setup(dec.rest, B, H, Hkv, nq, nk, D, dtype, device, cfg)]
     for part in dec.parts:
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device,
-                                 _part_config(part.node, part.nq, part.nk, H, D, dtype, device, True),
-                                 (part.r, part.u0, part.off)))
+                                 _residue_config(part.nq, part.nk, D, dtype), (part.r, part.u0, part.off)))
     return _without_empty_rest(out)
+
+
+def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConfig:
+    """Tiles of a residue launch: the head dim's rule at its virtual lengths. Gathered rows are
+    short and regular: never split (the merge epilogue needs whole rows)."""
+    return dataclasses.replace(default_config(nq, nk, D, dtype, interpreting()), split=1 << 30)
 
 
 def _without_empty_rest(launches: list[_Launch]) -> tuple[_Launch, ...]:
