@@ -254,7 +254,7 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
     for part in dec.parts:
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device,
                                  _residue_config(part.nq, part.nk, D, dtype), (part.r, part.u0, part.off)))
-    return _without_empty_rest(out)
+    return _planned(out)
 
 
 def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConfig:
@@ -263,7 +263,7 @@ def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConf
     return dataclasses.replace(default_config(nq, nk, D, dtype, interpreting()), split=1 << 30)
 
 
-def _without_empty_rest(launches: list[_Launch]) -> tuple[_Launch, ...]:
+def _planned(launches: list[_Launch]) -> tuple[_Launch, ...]:
     """``launches`` (a rest, then merging launches) with each head group stored once, by the
     first launch with work in it, and merged into by the later ones (``runtime.writes``): no
     launch writes zeros that a later one reads back. Launches over different head groupings
@@ -303,7 +303,7 @@ def _summary_launches(dec: summary.Summary, B: int, H: int, Hkv: int, nq: int, D
     rest = _cached_setup(dec.rest, B, H, Hkv, nq, dec.nk, D, dtype, device, cfg)
     cfg = _part_config(dec.single, nq, dec.nks, H, D, dtype, device, True)
     part = _cached_setup(dec.steps, B, H, Hkv, nq, dec.nks, D, dtype, device, cfg)
-    return _without_empty_rest([rest, _merging(dataclasses.replace(part, gather=dec.index(device)))])
+    return _planned([rest, _merging(dataclasses.replace(part, gather=dec.index(device)))])
 
 
 @dataclass(frozen=True)
