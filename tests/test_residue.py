@@ -9,7 +9,6 @@ is the pattern, with no pair counted twice.
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 
@@ -169,17 +168,3 @@ def test_stdlib_patterns_forced_residue(file: str, H: int | None) -> None:
         _check_backward(small, 1, H or 2, 1, 97, 150, 32, torch.float32)
         if ir.head_counts(small) > 1:  # a KV head per group: each group's heads written by one step
             _check_backward(small, 1, H or 2, H or 2, 97, 150, 32, torch.float32)
-
-
-def test_classes_as_the_fastest_grid_axis(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the residue launches' alternative grid order (an A/B option) computes the same
-    fw = importlib.import_module("patternc.runtime.forward")
-    monkeypatch.setattr(fw, "_CLASS_FAST", True)
-    for f in (fw._launches, fw._cached_setup):
-        f.cache_clear()
-    try:
-        for node in (ir.Strided(3) & ir.Causal(), ir.Heads((ir.Window(4, 0), ir.Dilated(2, 4)))):
-            _check_forward(node, 1, 2, 1, 45, 45, 16, torch.float32)
-    finally:
-        for f in (fw._launches, fw._cached_setup):
-            f.cache_clear()

@@ -179,8 +179,7 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, som, sod,
              idx_w, fidx_w, n_slots, res_r, res_u0, res_off, nq_phys, nk_phys,
              PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr,
-             RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False,
-             CLASS_FAST: tl.constexpr = False):
+             RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
     """Grid (work items, B * heads_in_group), or (B * heads_in_group, work items) with HEADS_FAST:
     heads h0 .. h0 + heads_in_group - 1 share PRED and the block tables IDX (PARTIAL) / FIDX (FULL),
     rows [query block, ...].
@@ -196,18 +195,13 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     ``[0, nq_phys)``), key ``t`` physical key ``c + res_r * t`` (valid below ``nk_phys``). Plain
     launches pass ``res_r = 1, res_u0 = res_off = 0`` and the physical lengths.
     """
-    if CLASS_FAST:  # residue classes fastest: programs running together read neighbouring rows
-        res_c = tl.program_id(0)
+    if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
+        pid = tl.program_id(0)
         w = tl.program_id(1)
-        pid = tl.program_id(2)
-    else:
-        if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
-            pid = tl.program_id(0)
-            w = tl.program_id(1)
-        else:  # work items vary fastest: neighbouring programs share one head's K / V blocks in L2
-            w = tl.program_id(0)
-            pid = tl.program_id(1)
-        res_c = tl.program_id(2)
+    else:  # work items vary fastest: neighbouring programs share one head's K / V blocks in L2
+        w = tl.program_id(0)
+        pid = tl.program_id(1)
+    res_c = tl.program_id(2)
     qb = tl.load(WORK + w * 6)
     slot = tl.load(WORK + w * 6 + 5)
     b = (pid // heads_in_group).to(tl.int64)

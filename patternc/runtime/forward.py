@@ -422,9 +422,7 @@ class _Launch:
             # heaviest first across heads when rows are split (their slices are the long items);
             # else work items fastest, so that programs running together share K / V in L2
             heads_fast = work.slots > 0
-            class_fast = bool(_CLASS_FAST) and self.res is not None and not heads_fast
-            grid = ((r, work.items.shape[0], batch * per_group) if class_fast
-                    else (batch * per_group, work.items.shape[0], r) if heads_fast
+            grid = ((batch * per_group, work.items.shape[0], r) if heads_fast
                     else (work.items.shape[0], batch * per_group, r))
             sites.append(Prepared(
                 self.module.attn_fwd, grid,
@@ -434,7 +432,6 @@ class _Launch:
                 dict(PRED=self.spec.group_pred[g],
                      EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
                      RES=self.res is not None, ACCUM=self.modes[g] == writes.ADD, HEADS_FAST=heads_fast,
-                     CLASS_FAST=class_fast,
                      num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
             if work.merge.shape[0]:
                 sites.append(Prepared(
@@ -444,7 +441,6 @@ class _Launch:
         return tuple(sites)
 
 
-_CLASS_FAST = False  # residue launches with classes as the fastest grid axis (A/B: class_order_ab.py)
 _SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split rows' workspace: per call
 
 
