@@ -21,7 +21,7 @@ from patternc import ir
 from patternc.codegen import backward as gen
 from patternc.codegen import predicate
 from patternc.plan import BlockTables, Plan
-from patternc.runtime import order, residue, summary, writes
+from patternc.runtime import autotune, order, residue, summary, writes
 from patternc.runtime.cache import load_module
 from patternc.runtime.forward import (
     MIN_SPLIT_GAIN,
@@ -243,8 +243,6 @@ def _steps(node: ir.Node, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out
     if summ is not None:
         return _summary_steps(summ, H, nq, D, q.dtype, dev)
     if config is None:
-        from patternc.runtime import autotune
-
         config = autotune.backward_config(node, (q, k, v, out, lse, do), scale,
                                           dense_config(node, nq, nk, H, D, q.dtype, dev))
     return _planned(_setups(node, H, nq, nk, D, q.dtype, dev, config, residue_mode or residue.default_mode()),
@@ -256,8 +254,6 @@ def _call_key(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
     """Everything a call's launches follow from: the pattern (by identity: hashing a large node
     costs microseconds), shapes, dtype, device, strides and the modes read on every call. The
     gradients' layouts follow from the inputs' (``empty_like``)."""
-    from patternc.runtime import autotune
-
     return (id(node), q.shape, k.shape, q.dtype, q.device, scale, summary.mode(), residue.default_mode(),
             autotune.enabled(), _FUSED, None if dlse is None else dlse.stride(),
             *[t.stride() for t in (q, k, v, out, lse, do)])

@@ -6,11 +6,11 @@ Each launch, per head group of the pattern, either skips the group's heads (no p
 them), stores its result, or adds it to what the launches before stored (the forward merges by
 log-sum-exp, the backward adds gradients). A group is stored by the first launch with work in it
 and added to by the later ones; a group no launch has work in is stored (zeros, ``-inf``) by the
-first launch. Launches that skip every group are dropped. So ``heads(window(l, 0), strided(l))
-& causal`` runs its window heads in the rest and its strided heads in the gathered part, each
-stored once: no pass writes zeros for the other half of the heads, nor reads them back to merge
-(H100, 64k tokens: the rest's zero heads took 51 us of a 0.43 ms forward, and adding into them
-made the gathered part slower than the whole-pattern one).
+first launch that runs anyway. Launches that skip every group are dropped. So
+``heads(window(l, 0), strided(l)) & causal`` runs its window heads in the rest and its strided
+heads in the gathered part, each stored once: no pass writes zeros for the other half of the
+heads, nor reads them back to merge (H100, 64k tokens: the rest's zero heads took 51 us of a
+0.43 ms forward, and adding into them made the gathered part slower than the whole-pattern one).
 
     >>> plan([(True, False), (False, True)])
     ((0, (1, 0)), (1, (0, 1)))
