@@ -4,6 +4,9 @@ its own), beside the default, each checked against the default's result. bf16, B
 
     RT_N=65536 RT_D=64 python benchmarks/dev/residue_tiles.py
 
+``RT_FWD`` / ``RT_BWD``: ';'-separated candidate tuples (empty: none); ``RT_ROUNDS``: forward
+rounds alternating the default and the candidates (times listed per round).
+
 Rows go to stdout and ``$OUT/residue_tiles_n{N}_d{D}.json``.
 """
 
@@ -28,13 +31,21 @@ PATTERNS = os.environ.get("RT_PATTERNS", ";".join([
     "sparse_transformer/sparse_transformer_stride", "sparse_transformer/sparse_transformer_strided",
     "sparse_transformer/sparse_transformer_strided_heads",
     "dilated_sliding_window/dilated_sliding_window_causal"])).split(";")
-FWD = [(64, 64, 4, 2), (128, 64, 4, 3), (128, 128, 4, 3), (128, 128, 8, 3), (64, 32, 4, 2)]
-BWD = [(64, 64, 64, 64, 64, 64, 4, 3), (128, 128, 64, 128, 128, 64, 8, 2), (128, 64, 64, 64, 128, 64, 4, 2)]
+
+
+def _tuples(var: str, default: str) -> list[tuple[int, ...]]:
+    return [tuple(int(x) for x in c.split(",")) for c in os.environ.get(var, default).split(";") if c]
+
+
+FWD = _tuples("RT_FWD", "64,64,4,2;128,64,4,3;128,128,4,3;128,128,8,3;64,32,4,2")
+BWD = _tuples("RT_BWD", "64,64,64,64,64,64,4,3;128,128,64,128,128,64,8,2;128,64,64,64,128,64,4,2")
+ROUNDS = int(os.environ.get("RT_ROUNDS", "1"))
 
 
 def clear() -> None:
     for f in (fw._launches, fw._cached_setup, bw._setups, bw._cached_setup):
         f.cache_clear()
+    bw._CALLS.clear()  # repeated backward calls replay their launches
 
 
 def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor) -> dict[str, Any]:
@@ -43,17 +54,22 @@ def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.
     clear()
     out, lse = fw.forward(q, k, v, node)
     grads = bw.backward(q, k, v, out, lse, do, node)
-    r: dict[str, Any] = {"pattern": text, "n": N, "d": D,
-                         "fwd": {"default": median_ms(lambda: fw.forward(q, k, v, node))},
-                         "bwd": {"default": median_ms(lambda: bw.backward(q, k, v, out, lse, do, node))}}
+    r: dict[str, Any] = {"pattern": text, "n": N, "d": D, "fwd": {"default": []}, "bwd": {}}
     try:
-        for c in FWD:
-            fw._residue_config = lambda nq, nk, d, dt, c=c: fw.ForwardConfig(*c, split=1 << 30)
+        for _ in range(ROUNDS):
+            fw._residue_config = real_f
             clear()
-            o, _ = fw.forward(q, k, v, node)
-            err = (o.float() - out.float()).abs().max().item()
-            r["fwd"][str(c)] = [median_ms(lambda: fw.forward(q, k, v, node)), err]
+            fw.forward(q, k, v, node)
+            r["fwd"]["default"].append(median_ms(lambda: fw.forward(q, k, v, node)))
+            for c in FWD:
+                fw._residue_config = lambda nq, nk, d, dt, c=c: fw.ForwardConfig(*c, split=1 << 30)
+                clear()
+                o, _ = fw.forward(q, k, v, node)
+                err = (o.float() - out.float()).abs().max().item()
+                r["fwd"].setdefault(str(c), []).append((median_ms(lambda: fw.forward(q, k, v, node)), err))
         fw._residue_config = real_f
+        clear()
+        r["bwd"]["default"] = median_ms(lambda: bw.backward(q, k, v, out, lse, do, node))
         for c in BWD:
             bw._whole = lambda cfg, c=c: BackwardConfig(*c, chunk=1 << 30)
             clear()
