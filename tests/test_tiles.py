@@ -18,6 +18,7 @@ from patternc import ir, reference
 from patternc.codegen import backward as gen_bwd
 from patternc.codegen.backward import BackwardConfig
 from patternc.runtime import residue, tiles
+from patternc.runtime.forward import ForwardConfig
 
 from .strategies import lengths, patterns
 
@@ -42,7 +43,7 @@ def on_h100(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     bwd.dense_config.cache_clear()
 
 
-def forward_choice(node: ir.Node, n: int, D: int = 64, H: int = 16) -> fwd.ForwardConfig:
+def forward_choice(node: ir.Node, n: int, D: int = 64, H: int = 16) -> ForwardConfig:
     return fwd.dense_config(node, fwd.default_config(n, n, D, BF16, False), n, n, H, D, BF16)
 
 
@@ -88,6 +89,47 @@ def test_gathered_patterns_keep_the_rule_blocks(D: int) -> None:
         assert gathered is not None
 
 
+def residue_configs(node: ir.Node, n: int, D: int, dtype: torch.dtype = BF16) -> list[ForwardConfig]:
+    """The tiles of each residue launch of ``node`` at ``n`` tokens, 16 heads."""
+    rule = fwd.default_config(n, n, D, dtype, fwd.interpreting())
+    dec = residue.decompose(ir.concretize(node, n), n, n, 16, rule.block_q, rule.block_k, "force")
+    assert dec is not None and dec.parts
+    return [fwd._residue_config(part, 16, D, dtype) for part in dec.parts]
+
+
+def whole(cfg: ForwardConfig) -> ForwardConfig:
+    """``cfg`` as a residue launch runs it: never split."""
+    return dataclasses.replace(cfg, split=1 << 30)
+
+
+STRIDE = ST["sparse_transformer_stride"]()
+
+
+@pytest.mark.usefixtures("on_h100")
+def test_residue_launches_of_many_short_classes_take_two_stages() -> None:
+    rule64 = rule = whole(fwd.default_config(65536, 65536, 64, BF16, False))
+    # 256 classes of 256-token causal problems (4 tiles per row at most): two stages
+    short = whole(ForwardConfig(*tiles.ROW_RULES[64][1]))
+    for name in ("stride", "strided", "strided_heads"):
+        assert residue_configs(ST[f"sparse_transformer_{name}"](), 65536, 64) == [short]
+    # longer rows (128 classes of 512 rows: 8 tiles), few classes, D=128, fp32: the rule
+    dsw = patternc.load("patternc/stdlib_patterns/dilated_sliding_window.sap")
+    for node in ((ir.Window(127, 0) | ir.Strided(128)) & ir.Causal(), dsw["dilated_sliding_window_causal"]()):
+        assert residue_configs(node, 65536, 64) == [rule]
+    for D, dtype in ((128, BF16), (64, torch.float32)):
+        rule = whole(fwd.default_config(65536, 65536, D, dtype, False))
+        assert residue_configs(STRIDE, 65536, D, dtype) == [rule]
+    tiles.enable(False)
+    try:
+        assert residue_configs(STRIDE, 65536, 64) == [rule64]
+    finally:
+        tiles.enable(None)
+
+
+def test_interpreter_residue_launches_keep_their_tiles() -> None:
+    assert residue_configs(STRIDE, 4096, 64) == [whole(fwd.default_config(4096, 4096, 64, BF16, True))]
+
+
 @pytest.mark.usefixtures("on_h100")
 def test_short_and_long_rows() -> None:
     # block-local rows are 4 tiles, band(256) 9-10: two stages at D=64, 32-key blocks at D=128
@@ -98,9 +140,9 @@ def test_short_and_long_rows() -> None:
     longformer = ir.Band(256) | ir.Global(ir.TokenList.of(0, 1, 2))
     for n in (4096, 65536):
         for node in (bl["block_local"](), bl["block_local_causal"](), ir.Band(256)):
-            assert forward_choice(node, n) == fwd.ForwardConfig(64, 64, 4, 2)
+            assert forward_choice(node, n) == ForwardConfig(64, 64, 4, 2)
             short = node != ir.Band(256)
-            assert (forward_choice(node, n, D=128) == fwd.ForwardConfig(64, 32, 4, 2)) == short
+            assert (forward_choice(node, n, D=128) == ForwardConfig(64, 32, 4, 2)) == short
         for D in (64, 128):
             assert forward_choice(longformer, n, D) == fwd.default_config(n, n, D, BF16, False)
         assert forward_choice(ir.Causal(), n) == fwd.DENSE_D64
@@ -226,7 +268,7 @@ def test_every_candidate_runs_correctly(node: ir.Node, nqk: tuple[int, int], fc:
     g = torch.Generator().manual_seed(nq * 7 + nk)
     q, k, v = (torch.randn(1, h, n, 16, generator=g) for h, n in ((H, nq), (Hkv, nk), (Hkv, nk)))
     do = torch.randn(1, H, nq, 16, generator=g)
-    out, lse = fwd.forward(q, k, v, node, config=fwd.ForwardConfig(*fc))
+    out, lse = fwd.forward(q, k, v, node, config=ForwardConfig(*fc))
     torch.testing.assert_close(out, reference.attention(q, k, v, node), atol=2e-5, rtol=2e-5)
     got = bwd.backward(q, k, v, out, lse, do, node, config=BackwardConfig(*bc))
     qr, kr, vr = (t.double().requires_grad_() for t in (q, k, v))

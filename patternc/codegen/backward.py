@@ -344,15 +344,10 @@ def _in_groups(mask, grp):
 
 
 @triton.jit
-def _kv_kept(bh, HKV, H, G, skip_groups):
-    # whether this launch writes the KV head of ``bh`` (skip masks are per KV head: the runtime
-    # sets bits only where each KV head's query heads lie in one group)
-    return ((skip_groups >> (((bh % HKV) * (H // HKV) * G // H) % 32)) & 1) == 0
-
-
-@triton.jit
-def _q_kept(bh, H, G, skip_groups):
-    return ((skip_groups >> (((bh % H) * G // H) % 32)) & 1) == 0
+def _kv_group(bh, HKV, H, G):
+    # the head group of the KV head of ``bh``: skip masks are per KV head (the runtime sets a bit
+    # only where each KV head's query heads lie in one group), read at its first query head
+    return (bh % HKV) * (H // HKV) * G // H
 
 
 @triton.jit
@@ -388,7 +383,7 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
     # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
     # every head's chunks start in the first wave); work items vary fastest otherwise
     it, bh = _item2(HEADS_FAST)
-    if _kv_kept(bh, HKV, H, G, skip_groups):
+    if not _in_groups(skip_groups, _kv_group(bh, HKV, H, G)):
         _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
                       tl.program_id(2){targs}, sm_scale, qk_scale,
                       sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
@@ -412,7 +407,7 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               HAS_PARTIAL: tl.constexpr = True, HAS_FULL: tl.constexpr = True):
     # dQ alone, laid out as dkdv_kernel
     it, bh = _item2(HEADS_FAST)
-    if _q_kept(bh, H, G, skip_groups):
+    if not _in_groups(skip_groups, (bh % H) * G // H):
         _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
                     tl.program_id(2){targs}, sm_scale, qk_scale,
                     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
@@ -444,7 +439,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
     res_c = tl.program_id(1)
     if p < k_programs:
         it, bh = _item(p, k_items, k_heads, K_HEADS_FAST)
-        if _kv_kept(bh, HKV, H, G, skip_groups):
+        if not _in_groups(skip_groups, _kv_group(bh, HKV, H, G)):
             _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, KBUF, KNUM, KIDX, KFNUM, KFIDX,
                           KITEMS + it * 4, bh, res_c{targs}, sm_scale, qk_scale,
                           sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
@@ -455,7 +450,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                           K_PARTIAL, K_FULL)
     else:
         it, bh = _item(p - k_programs, q_items, q_heads, Q_HEADS_FAST)
-        if _q_kept(bh, H, G, skip_groups):
+        if not _in_groups(skip_groups, (bh % H) * G // H):
             _dq_program(Q, K, V, DO, LSE, DELTA, DQ, QBUF, QNUM, QIDX, QFNUM, QFIDX, QITEMS + it * 4, bh,
                         res_c{targs}, sm_scale, qk_scale,
                         sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,

@@ -253,14 +253,21 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
     out = [_cached_setup(dec.rest, B, H, Hkv, nq, nk, D, dtype, device, cfg)]
     for part in dec.parts:
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device,
-                                 _residue_config(part.nq, part.nk, D, dtype), (part.r, part.u0, part.off)))
+                                 _residue_config(part, H, D, dtype), (part.r, part.u0, part.off)))
     return _planned(out)
 
 
-def _residue_config(nq: int, nk: int, D: int, dtype: torch.dtype) -> ForwardConfig:
-    """Tiles of a residue launch: the head dim's rule at its virtual lengths. Gathered rows are
-    short and regular: never split (the merge epilogue needs whole rows)."""
-    return dataclasses.replace(default_config(nq, nk, D, dtype, interpreting()), split=1 << 30)
+def _residue_config(part: residue.Gathered, H: int, D: int, dtype: torch.dtype) -> ForwardConfig:
+    """Tiles of a residue launch: the head dim's rule at its virtual lengths, or two stages for
+    many classes of short rows (``tiles.residue_rows``). Gathered rows are short and regular:
+    never split (the merge epilogue needs whole rows)."""
+    cfg = default_config(part.nq, part.nk, D, dtype, interpreting())
+    if not interpreting() and dtype != torch.float32:
+        from patternc.runtime import tiles
+
+        rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
+        cfg = ForwardConfig(*tiles.residue_rows(part.node, part.nq, part.nk, H, D, part.r, rule))
+    return dataclasses.replace(cfg, split=1 << 30)
 
 
 def _planned(launches: list[_Launch]) -> tuple[_Launch, ...]:
