@@ -34,6 +34,17 @@ def node_of(text: str) -> ir.Node:
     return patternc.pattern(text)
 
 
+def partial_first(text: str) -> str:
+    """The forward template (``codegen.forward._KERNEL``) with its PARTIAL-tile loop before the
+    FULL-tile one."""
+    head, rest = text.split("    for t in range(tl.load(WORK + w * 6 + 1)", 1)
+    full, rest = rest.split("    for t in range(tl.load(WORK + w * 6 + 3)", 1)
+    part, tail = rest.split("    if slot < 0:", 1)
+    full = "    for t in range(tl.load(WORK + w * 6 + 1)" + full
+    part = "    for t in range(tl.load(WORK + w * 6 + 3)" + part
+    return head + part + full + "    if slot < 0:" + tail
+
+
 def with_flex(text: str, n: int, q: torch.Tensor, k: torch.Tensor,
               v: torch.Tensor) -> tuple[ir.Node, Any, tuple[torch.Tensor, ...]]:
     """The pattern, its FlexAttention BlockMask (``to_flex``) and leaf copies of q, k, v that

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import triton
+from devcommon import partial_first
 
 import patternc.codegen.forward as gf
 import patternc.runtime.backward as rb
@@ -66,15 +67,6 @@ def _trans_k(text: str) -> str:
     return text
 
 
-def _partial_first(text: str) -> str:
-    head, rest = text.split("    for t in range(tl.load(WORK + w * 6 + 1)", 1)
-    full, rest = rest.split("    for t in range(tl.load(WORK + w * 6 + 3)", 1)
-    part, tail = rest.split("    if slot < 0:", 1)
-    full = "    for t in range(tl.load(WORK + w * 6 + 1)" + full
-    part = "    for t in range(tl.load(WORK + w * 6 + 3)" + part
-    return head + part + full + "    if slot < 0:" + tail
-
-
 def _fma(text: str) -> str:
     """Scale folded into one FMA per score (valid for scale > 0): max over raw scores."""
     for a, b in (("s = tl.dot(q, kt{prec}) * qk_scale", "s = tl.dot(q, kt{prec})"),
@@ -90,7 +82,7 @@ def _fma(text: str) -> str:
 def _templates() -> dict[str, str]:
     """The variants that apply to the current template (an adopted one no longer does)."""
     out = {"base": BASE_KERNEL}
-    for name, fn in (("transK", _trans_k), ("pfirst", _partial_first), ("fma", _fma)):
+    for name, fn in (("transK", _trans_k), ("pfirst", partial_first), ("fma", _fma)):
         with contextlib.suppress(AssertionError, ValueError):
             out[name] = fn(BASE_KERNEL)
     return out

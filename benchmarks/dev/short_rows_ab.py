@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 import torch
-from devcommon import gpu_rows, median_ms, node_of
+from devcommon import gpu_rows, median_ms, node_of, partial_first
 
 import patternc.codegen.forward as gf
 from patternc.codegen.backward import BackwardConfig
@@ -45,16 +45,7 @@ TEMPLATES = os.environ.get("AB_TEMPLATES", "base,pfirst").split(",")
 BASE_KERNEL, BASE_VERSION, BASE_RESIDUE = gf._KERNEL, gf.VERSION, rf._residue_config
 
 
-def _partial_first(text: str) -> str:
-    head, rest = text.split("    for t in range(tl.load(WORK + w * 6 + 1)", 1)
-    full, rest = rest.split("    for t in range(tl.load(WORK + w * 6 + 3)", 1)
-    part, tail = rest.split("    if slot < 0:", 1)
-    full = "    for t in range(tl.load(WORK + w * 6 + 1)" + full
-    part = "    for t in range(tl.load(WORK + w * 6 + 3)" + part
-    return head + part + full + "    if slot < 0:" + tail
-
-
-SOURCES = {"base": BASE_KERNEL, "pfirst": _partial_first(BASE_KERNEL)}
+SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL)}
 
 
 def _use(template: str, residue_cfg: ForwardConfig | None) -> None:
