@@ -1,0 +1,124 @@
+"""Block-local forward without tables, with pointer or TMA (tensor descriptor) loads (session 12,
+issue #6): how much of the gap to cuDNN on short rows (``blocked_sdpa.py``) is the block tables'
+indirection, and how much the load path?
+
+One program per (64-row query block, head) of ``blocks(256)`` / ``blocks(256) & causal``: its key
+blocks follow from its index (no WORK / IDX tables), FULL ones first, then the diagonal one
+(masked) in the causal case. ``TMA``: Q, K, V tiles through ``TensorDescriptor`` loads (Hopper's
+TMA unit) instead of pointer arithmetic. Contiguous ``[1, H, n, D]`` bf16 inputs; each variant
+is checked against ``patternc``'s forward and timed beside it.
+
+    TF_N=65536 python benchmarks/dev/tma_fwd.py     # $OUT/tma_fwd.json
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import math
+import os
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+from devcommon import DT, H, median_ms, node_of
+
+rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
+N = int(os.environ.get("TF_N", "65536"))
+D = int(os.environ.get("TF_D", "64"))
+BLOCK, SPAN = 64, 256
+SCALE = 1.0 / math.sqrt(D) * 1.4426950408889634  # log2(e) / sqrt(D)
+
+
+@triton.jit
+def _tile(acc, l_i, m_i, q, Kp, Vp, dk, dv, krow, rows, offs, offs_d, qk_scale,
+          D: tl.constexpr, BLOCK: tl.constexpr, MASK: tl.constexpr, TMA: tl.constexpr):
+    if TMA:
+        k = dk.load([krow, 0])
+        v = dv.load([krow, 0])
+    else:
+        k = tl.load(Kp + (krow + offs)[:, None] * D + offs_d[None, :])
+        v = tl.load(Vp + (krow + offs)[:, None] * D + offs_d[None, :])
+    s = tl.dot(q, tl.trans(k))
+    if MASK:
+        s = tl.where(rows[:, None] >= (krow + offs)[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+    p = tl.math.exp2(s * qk_scale - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return acc, l_i, m_new
+
+
+@triton.jit
+def block_fwd(Q, K, V, O, LSE, dq, dk, dv, N, qk_scale, BLOCK: tl.constexpr, D: tl.constexpr,
+              SPAN: tl.constexpr, CAUSAL: tl.constexpr, TMA: tl.constexpr, STAGES: tl.constexpr):
+    qb = tl.program_id(0)
+    h = tl.program_id(1)
+    offs = tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, D)
+    row0 = h * N + qb * BLOCK  # rows of the [H * n, D] views
+    rows = row0 + offs
+    if TMA:
+        q = dq.load([row0, 0])
+    else:
+        q = tl.load(Q + rows[:, None] * D + offs_d[None, :])
+    lo = (qb * BLOCK // SPAN) * (SPAN // BLOCK)
+    hi = qb if CAUSAL else lo + SPAN // BLOCK
+    m_i = tl.full([BLOCK], -1.0e30, tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, D], tl.float32)
+    for kb in tl.range(lo, hi, num_stages=STAGES):
+        acc, l_i, m_i = _tile(acc, l_i, m_i, q, K, V, dk, dv, h * N + kb * BLOCK, rows, offs, offs_d,
+                              qk_scale, D, BLOCK, False, TMA)
+    if CAUSAL:
+        acc, l_i, m_i = _tile(acc, l_i, m_i, q, K, V, dk, dv, row0, rows, offs, offs_d,
+                              qk_scale, D, BLOCK, True, TMA)
+    tl.store(O + rows[:, None] * D + offs_d[None, :], (acc / l_i[:, None]).to(O.dtype.element_ty))
+    tl.store(LSE + rows, (m_i + tl.math.log2(l_i)) * 0.6931471805599453)
+
+
+def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor, lse: torch.Tensor,
+           causal: bool, tma: bool, stages: int, warps: int) -> None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    n, d = q.shape[2], q.shape[3]
+    flat = [t.view(-1, d) for t in (q, k, v)]
+    descs = [TensorDescriptor.from_tensor(t, [BLOCK, d]) for t in flat] if tma else [None] * 3
+    block_fwd[(n // BLOCK, q.shape[1])](*flat, o, lse, *descs, n, SCALE, BLOCK=BLOCK, D=d, SPAN=SPAN,
+                                       CAUSAL=causal, TMA=tma, STAGES=stages, num_warps=warps,
+                                       num_stages=stages)
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
+    o, lse = torch.empty_like(q), torch.empty(1, H, N, device="cuda")
+    rows: list[dict[str, Any]] = []
+    for name, causal in (("block_local/block_local_causal", True), ("block_local/block_local", False)):
+        node = node_of(name)
+        ref, ref_lse = rf.forward(q, k, v, node)
+        row: dict[str, Any] = {"pattern": name, "n": N, "d": D,
+                               "ours": median_ms(lambda node=node: rf.forward(q, k, v, node))}
+        for tma, stages, warps in itertools.product((False, True), (1, 2, 3), (4, 8)):
+            key = f"{'tma' if tma else 'ptr'} s{stages} w{warps}"
+            try:
+                o.zero_()
+                launch(q, k, v, o, lse, causal, tma, stages, warps)
+                err = float((o.float() - ref.float()).abs().max())
+                lerr = float((lse - ref_lse).abs().max())
+                ms = median_ms(lambda c=causal, t=tma, s=stages, w=warps: launch(q, k, v, o, lse, c, t, s, w))
+                row[key] = (ms, err, lerr)
+            except Exception as e:  # a sweep records failures
+                row[key] = repr(e)[:300]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        with open(os.path.join(os.environ.get("OUT", "."), "tma_fwd.json"), "w") as fh:
+            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                       "triton": triton.__version__, "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
