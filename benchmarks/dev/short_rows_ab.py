@@ -10,7 +10,7 @@ compared with the default's (max abs error); FlexAttention is timed beside them.
 
 ``AB_FWD`` / ``AB_BWD``: ';'-separated config tuples (``ForwardConfig`` / ``BackwardConfig``
 fields); ``AB_TEMPLATES``: comma list of forward templates (``base``, ``pfirst``: PARTIAL tiles
-before FULL ones). Rows go to stdout and ``$OUT/short_rows_ab.json``.
+before FULL ones, ``p1``: the PARTIAL loop not pipelined). Rows go to stdout and ``$OUT/short_rows_ab.json``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ TEMPLATES = os.environ.get("AB_TEMPLATES", "base,pfirst").split(",")
 BASE_KERNEL, BASE_VERSION, BASE_RESIDUE = gf._KERNEL, gf.VERSION, rf._residue_config
 
 
-SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL)}
+PARTIAL_LOOP = "    for t in range(tl.load(WORK + w * 6 + 3), tl.load(WORK + w * 6 + 4)):"
+SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL),
+           # the PARTIAL loop (one diagonal tile per row here) not software-pipelined
+           "p1": BASE_KERNEL.replace(PARTIAL_LOOP, PARTIAL_LOOP.replace(
+               "range(", "tl.range(").replace("):", ", num_stages=1):"))}
+assert SOURCES["p1"] != BASE_KERNEL
 
 
 def _use(template: str, residue_cfg: ForwardConfig | None) -> None:
