@@ -64,6 +64,31 @@ class Runs:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.g, self.row, self.pos, self.start, self.count, self.step
 
+    def bases(self, groups: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per head group, whether every row lists consecutive blocks (entry ``t`` is
+        ``base + t``), and the rows' ``base`` (``[groups, rows]`` int32; 0 for empty rows). Runs
+        of step 1 (or length 1) with one ``start - pos`` per row qualify; kernels then compute
+        the blocks instead of loading them.
+
+            >>> r = Runs.of([torch.tensor(x) for x in ([0, 0, 0], [0, 0, 1], [0, 2, 0],
+            ...                                        [4, 6, 9], [2, 1, 3], [1, 1, 5])])
+            >>> ok, base = r.bases(1, 2)
+            >>> ok.tolist(), base.tolist()
+            ([False], [[4, 9]])
+        """
+        g, row, pos, start, count, step = (t.cpu().numpy().astype(np.int64) for t in self.tensors())
+        key = g * rows + row
+        d = start - pos
+        lo = np.full(groups * rows, np.iinfo(np.int64).max)
+        hi = np.full(groups * rows, np.iinfo(np.int64).min)
+        np.minimum.at(lo, key, d)
+        np.maximum.at(hi, key, d)
+        bad = np.zeros(groups * rows, dtype=bool)
+        bad[key[(step != 1) & (count > 1)]] = True
+        bad |= (lo != hi) & (lo <= hi)  # rows with runs of different offsets
+        ok = np.logical_and(~bad.reshape(groups, rows).any(axis=1), not self.sort_rows)
+        return np.asarray(ok), np.where(lo <= hi, lo, 0).astype(np.int32).reshape(groups, rows)
+
     def expand(self, num: torch.Tensor) -> torch.Tensor:
         """The padded ``[G, R, width]`` int32 index tensor (zeros past each row's ``num``)."""
         return Expansion.of([(self, num)]).tables[0]

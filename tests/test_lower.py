@@ -550,3 +550,34 @@ def test_random_blocks_per_draw_and_spread(r: int, b: int, seed: int, nq: int, n
     bk = b * mult if divides else b * mult + 1
     check_plan(ir.RandomBlocks(r, b, seed), nq, nk, bq, bk)
     check_plan(ir.RandomBlocks(r, b, seed) | ir.Band(3), nq, nk, bq, bk)
+
+
+@settings(max_examples=40, deadline=None)
+@given(patterns(heads=True, max_leaves=5), lengths(max_n=400), st.sampled_from([16, 32, 64]))
+def test_consecutive_block_lists_give_their_bases(node: ir.Node, nqk: tuple[int, int], block: int) -> None:
+    # where Runs.bases says a group's rows are consecutive, every row lists base, base + 1, ...
+    # (the forward kernel then computes the blocks instead of loading them)
+    nq, nk = nqk
+    plan = lower(ir.concretize(node, nk), nq, nk, block_q=block, block_k=block, heads=ir.head_counts(node))
+    for tables in (plan.forward, plan.backward):
+        for runs, num, idx in ((tables.runs, tables.num, tables.idx), (tables.full_runs, tables.full_num,
+                                                                        tables.full_idx)):
+            ok, base = runs.bases(*num.shape)
+            assert ok.shape == (num.shape[0],) and base.shape == tuple(num.shape)
+            for g in np.flatnonzero(ok):
+                width = torch.arange(idx.shape[2])
+                want = torch.from_numpy(base[g]).long()[:, None] + width[None, :]
+                listed = width[None, :] < num[g].long()[:, None]
+                assert torch.equal(idx[g].long()[listed], want[listed])
+
+
+def test_block_local_rows_are_consecutive_and_band_edges_are_not() -> None:
+    blc = lower(ir.Blocks(256) & ir.Causal(), 1024, 1024, block_q=64, block_k=64)
+    (ok_p, base_p), (ok_f, base_f) = (r.bases(1, 16) for r in (blc.forward.runs, blc.forward.full_runs))
+    assert ok_p.tolist() == ok_f.tolist() == [True]
+    rows = np.arange(16)
+    assert (base_p[0] == rows).all()  # the diagonal block
+    assert (base_f[0][rows % 4 > 0] == (rows - rows % 4)[rows % 4 > 0]).all()  # the block's first
+    band = lower(ir.Band(256), 1024, 1024, block_q=64, block_k=64)
+    assert band.forward.runs.bases(1, 16)[0].tolist() == [False]  # the two edge blocks of a row
+    assert band.forward.full_runs.bases(1, 16)[0].tolist() == [True]

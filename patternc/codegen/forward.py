@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 5  # bump when the template changes: part of every cache key
+VERSION = 6  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -179,15 +179,18 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, som, sod,
              idx_w, fidx_w, n_slots, res_r, res_u0, res_off, nq_phys, nk_phys,
              PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr,
-             RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False):
+             RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False,
+             RUN_F: tl.constexpr = False, RUN_P: tl.constexpr = False):
     """Grid (work items, B * heads_in_group), or (B * heads_in_group, work items) with HEADS_FAST:
     heads h0 .. h0 + heads_in_group - 1 share PRED and the block tables IDX (PARTIAL) / FIDX (FULL),
     rows [query block, ...].
 
-    Work item w = WORK[w] = (query block, full lo, full hi, partial lo, partial hi, slot): a slice of
-    one query block's lists, most expensive first. slot < 0: the item is the whole row and stores
-    the output; else it is one part of a split heavy row and leaves (acc, m, l) in workspace slot
-    ``slot`` for ``attn_merge``.
+    Work item w = WORK[w] = (query block, full lo, full hi, partial lo, partial hi, slot, full base,
+    partial base): a slice of one query block's lists, most expensive first. slot < 0: the item is
+    the whole row and stores the output; else it is one part of a split heavy row and leaves (acc,
+    m, l) in workspace slot ``slot`` for ``attn_merge``. RUN_F / RUN_P: every row of the group
+    lists consecutive FULL / PARTIAL key blocks, so entry t is ``base + t``: computed, not loaded
+    (a program's first key tile then waits on one table load, the WORK row, instead of two).
 
     RES (residue-class execution, ``patternc.runtime.residue``): grid axis 2 is the residue class
     ``c``; rows and keys are gathered coordinates ``u``, ``t`` of a virtual ``nq x nk`` problem:
@@ -202,8 +205,8 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
         w = tl.program_id(0)
         pid = tl.program_id(1)
     res_c = tl.program_id(2)
-    qb = tl.load(WORK + w * 6)
-    slot = tl.load(WORK + w * 6 + 5)
+    qb = tl.load(WORK + w * 8)
+    slot = tl.load(WORK + w * 8 + 5)
     b = (pid // heads_in_group).to(tl.int64)
     h = h0 + pid % heads_in_group
     hk = h // GQA
@@ -225,13 +228,19 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(tl.load(WORK + w * 6 + 1), tl.load(WORK + w * 6 + 2)):
-        kb = tl.load(FIDX + qb * fidx_w + t)
+    for t in range(tl.load(WORK + w * 8 + 1), tl.load(WORK + w * 8 + 2)):
+        if RUN_F:
+            kb = tl.load(WORK + w * 8 + 6) + t
+        else:
+            kb = tl.load(FIDX + qb * fidx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=False,
                                EVEN_N=EVEN_N, RES=RES)
-    for t in range(tl.load(WORK + w * 6 + 3), tl.load(WORK + w * 6 + 4)):
-        kb = tl.load(IDX + qb * idx_w + t)
+    for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):
+        if RUN_P:
+            kb = tl.load(WORK + w * 8 + 7) + t
+        else:
+            kb = tl.load(IDX + qb * idx_w + t)
         acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=True,
                                EVEN_N=EVEN_N, RES=RES)

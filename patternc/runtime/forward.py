@@ -315,13 +315,16 @@ def _summary_launches(dec: summary.Summary, B: int, H: int, Hkv: int, nq: int, D
 
 @dataclass(frozen=True)
 class Work:
-    """One head group's schedule: ``items [n, 6]`` int32 rows (query block, full lo, full hi,
-    partial lo, partial hi, slot), most expensive first; ``merge [m, 3]`` rows (query block, first
-    slot, end slot) for the split rows; ``slots`` workspace slots per (batch, head)."""
+    """One head group's schedule: ``items [n, 8]`` int32 rows (query block, full lo, full hi,
+    partial lo, partial hi, slot, full base, partial base), most expensive first; ``merge [m, 3]``
+    rows (query block, first slot, end slot) for the split rows; ``slots`` workspace slots per
+    (batch, head). ``runs``: whether every row's FULL / PARTIAL key blocks are consecutive from
+    its base (the kernel computes them instead of loading them: ``Runs.bases``)."""
 
     items: torch.Tensor
     merge: torch.Tensor
     slots: int
+    runs: tuple[bool, bool] = (False, False)
 
 
 def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -439,6 +442,7 @@ class _Launch:
                 dict(PRED=self.spec.group_pred[g],
                      EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
                      RES=self.res is not None, ACCUM=self.modes[g] == writes.ADD, HEADS_FAST=heads_fast,
+                     RUN_F=work.runs[0], RUN_P=work.runs[1],
                      num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
             if work.merge.shape[0]:
                 sites.append(Prepared(
@@ -449,6 +453,14 @@ class _Launch:
 
 
 _SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split rows' workspace: per call
+
+
+COMPUTED_BLOCKS = True
+"""Rows whose key blocks are consecutive compute them from the WORK row (``Work.runs``); False
+loads every index from the tables (tests, A/B timings; clear ``_cached_setup``, ``_launches``).
+H100, 64k, D=64, a block-local kernel with one table load before its first key tile against two
+(``benchmarks/dev/tma_fwd.py``, ``results/tma_fwd_levels_h100_2026-11-23_s12_n65536_d64.json``):
+``blocks(256) & causal`` 0.220 against 0.240 ms, ``blocks(256)`` 0.243 against 0.283."""
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -474,6 +486,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     G = len(spec.group_pred)
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
+    (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone
@@ -481,7 +494,9 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         blocks = num[g] + full_num[g]
         split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device)
         items, merge, slots = work_items(full_num[g], num[g], split)
-        work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots))
+        items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
+        work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
+                         (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS)))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
