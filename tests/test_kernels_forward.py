@@ -324,7 +324,7 @@ def test_any_scale_sign(scale: float) -> None:
 
 
 @pytest.mark.parametrize("text", ["blocks(64) & causal", "band(40) | global([0, 1])", "causal",
-                                  "heads(blocks(32), window(50, 0)) & causal", "strided(16) & causal"])
+                                  "heads(blocks(32), window(50, 0)) & causal", "window(63, 0) | strided(16)"])
 def test_consecutive_blocks_are_computed_and_match_loaded_ones(monkeypatch: pytest.MonkeyPatch,
                                                                 text: str) -> None:
     # Work.runs: rows of consecutive key blocks compute them from the WORK row; the same call with
@@ -347,3 +347,14 @@ def test_consecutive_blocks_are_computed_and_match_loaded_ones(monkeypatch: pyte
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
     ref = reference.attention(q, k, v, node)
     torch.testing.assert_close(out[True][0], ref, atol=TOL[torch.float32], rtol=0)
+
+
+def test_residue_launches_load_their_blocks() -> None:
+    # gathered launches keep loading block indices (COMPUTED_BLOCKS: slower there on the H100)
+    fwd = importlib.import_module("patternc.runtime.forward")
+    node = patternc.pattern("(window(63, 0) | strided(16)) & causal")
+    cfg = fwd.default_config(400, 400, 32, torch.float32, True)
+    launches = fwd._launches(node, 1, 4, 4, 400, 400, 32, torch.float32, "cpu", cfg, "force")
+    assert len(launches) > 1 and launches[0].res is None
+    assert any(any(w.runs) for w in launches[0].work)
+    assert not any(any(w.runs) for launch in launches[1:] for w in launch.work)

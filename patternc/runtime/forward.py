@@ -458,9 +458,12 @@ _SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split row
 COMPUTED_BLOCKS = True
 """Rows whose key blocks are consecutive compute them from the WORK row (``Work.runs``); False
 loads every index from the tables (tests, A/B timings; clear ``_cached_setup``, ``_launches``).
-H100, 64k, D=64, a block-local kernel with one table load before its first key tile against two
-(``benchmarks/dev/tma_fwd.py``, ``results/tma_fwd_levels_h100_2026-11-23_s12_n65536_d64.json``):
-``blocks(256) & causal`` 0.220 against 0.240 ms, ``blocks(256)`` 0.243 against 0.283."""
+Plain launches only: H100, 64k, D=64, computed / loaded, two alternating rounds, ms
+(``benchmarks/dev/computed_ab.py``, ``results/computed_ab_h100_2026-11-23_s12_8e9b08e_*``):
+``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66,
+``sparse_transformer_strided`` 0.707 / 0.724; the gathered launch of ``strided(256) & causal``
+0.290 / 0.263, so residue launches load their blocks. (A block-local kernel without work items,
+``benchmarks/dev/tma_fwd.py``, gains more from the same change: 0.240 -> 0.220 ms.)"""
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -495,8 +498,9 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device)
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
+        computed = COMPUTED_BLOCKS and res is None  # gathered launches: see COMPUTED_BLOCKS
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
-                         (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS)))
+                         (bool(run_f[g]) and computed, bool(run_p[g]) and computed)))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
