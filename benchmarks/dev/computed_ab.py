@@ -8,13 +8,11 @@ outputs compared. bf16, B=1, H=16.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from typing import Any
 
 import torch
-import triton
-from devcommon import DT, H, median_ms, node_of
+from devcommon import DT, H, add_row, median_ms, node_of
 
 rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("CA_N", "65536"))
@@ -49,11 +47,7 @@ def main() -> None:
                 row[key].append(median_ms(lambda node=node: rf.forward(q, k, v, node)))
         row["same"] = bool(torch.equal(outs["computed"], outs["loaded"]))
         use(True)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), "computed_ab.json"), "w") as fh:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, fh, indent=1)
+        add_row(rows, row, "computed_ab.json")
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ def node_of(text: str) -> ir.Node:
 def partial_first(text: str) -> str:
     """The forward template (``codegen.forward._KERNEL``) with its PARTIAL-tile loop before the
     FULL-tile one."""
-    head, rest = text.split("    for t in range(tl.load(WORK + w * 6 + 1)", 1)
-    full, rest = rest.split("    for t in range(tl.load(WORK + w * 6 + 3)", 1)
+    head, rest = text.split("    for t in range(tl.load(WORK + w * 8 + 1)", 1)
+    full, rest = rest.split("    for t in range(tl.load(WORK + w * 8 + 3)", 1)
     part, tail = rest.split("    if slot < 0:", 1)
-    full = "    for t in range(tl.load(WORK + w * 6 + 1)" + full
-    part = "    for t in range(tl.load(WORK + w * 6 + 3)" + part
+    full = "    for t in range(tl.load(WORK + w * 8 + 1)" + full
+    part = "    for t in range(tl.load(WORK + w * 8 + 3)" + part
     return head + part + full + "    if slot < 0:" + tail
 
 
@@ -55,6 +55,18 @@ def with_flex(text: str, n: int, q: torch.Tensor, k: torch.Tensor,
     heads = H if ir.head_counts(node) > 1 else None
     leaves = tuple(t.detach().requires_grad_() for t in (q, k, v))
     return node, to_flex(node, n, heads=heads, device="cuda"), leaves
+
+
+def add_row(rows: list[dict[str, Any]], row: dict[str, Any], json_name: str,
+            show: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """Append ``row`` (printed when ``show`` is None; the caller printed it otherwise) and write
+    the rows so far, with the GPU and versions, to ``$OUT/<json_name>``."""
+    if show is None:
+        print(json.dumps(row), flush=True)
+    rows.append(row)
+    with open(os.path.join(os.environ.get("OUT", "."), json_name), "w") as f:
+        json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                   "triton": triton.__version__, "rows": rows}, f, indent=1)
 
 
 RowFn = Callable[[str, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]]
@@ -74,7 +86,4 @@ def gpu_rows(patterns: list[str], n: int, d: int, row_fn: RowFn, json_name: str,
     for text in patterns:
         row = row_fn(text, flex, q, k, v, do)
         print(show(row), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), json_name), "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, f, indent=1)
+        add_row(rows, row, json_name, show)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import math
 import os
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from devcommon import DT, H, median_ms, node_of
+from devcommon import DT, H, add_row, median_ms, node_of
 
 rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("FF_N", "65536"))
@@ -149,11 +148,7 @@ def main() -> None:
                 row[f"x{mult} s{stages} q{qmode} if{store_if}"] = (median_ms(run), err, lerr)
             except Exception as e:  # a sweep records failures
                 row[f"x{mult} s{stages} q{qmode} if{store_if}"] = repr(e)[:200]
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), "flat_fwd.json"), "w") as fh:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, fh, indent=1)
+        add_row(rows, row, "flat_fwd.json")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ TEMPLATES = os.environ.get("AB_TEMPLATES", "base,pfirst").split(",")
 BASE_KERNEL, BASE_VERSION, BASE_RESIDUE = gf._KERNEL, gf.VERSION, rf._residue_config
 
 
-PARTIAL_LOOP = "    for t in range(tl.load(WORK + w * 6 + 3), tl.load(WORK + w * 6 + 4)):"
+PARTIAL_LOOP = "    for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):"
 SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL),
            # the PARTIAL loop (one diagonal tile per row here) not software-pipelined
            "p1": BASE_KERNEL.replace(PARTIAL_LOOP, PARTIAL_LOOP.replace(

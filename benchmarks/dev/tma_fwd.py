@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import math
 import os
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 import triton
 import triton.language as tl
-from devcommon import DT, H, median_ms, node_of
+from devcommon import DT, H, add_row, median_ms, node_of
 
 rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("TF_N", "65536"))
@@ -148,11 +147,7 @@ def main() -> None:
                 row[key] = (ms, err, lerr)
             except Exception as e:  # a sweep records failures
                 row[key] = repr(e)[:300]
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        with open(os.path.join(os.environ.get("OUT", "."), "tma_fwd.json"), "w") as fh:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                       "triton": triton.__version__, "rows": rows}, fh, indent=1)
+        add_row(rows, row, "tma_fwd.json")
 
 
 if __name__ == "__main__":
