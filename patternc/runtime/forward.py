@@ -460,9 +460,9 @@ COMPUTED_BLOCKS = True
 loads every index from the tables (tests, A/B timings; clear ``_cached_setup``, ``_launches``).
 Plain launches only: H100, 64k, D=64, computed / loaded, two alternating rounds, ms
 (``benchmarks/dev/computed_ab.py``, ``results/computed_ab_h100_2026-11-23_s12_8e9b08e_*``):
-``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66,
-``sparse_transformer_strided`` 0.707 / 0.724; the gathered launch of ``strided(256) & causal``
-0.290 / 0.263, so residue launches load their blocks. (A block-local kernel without work items,
+``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66;
+but the gathered launch of ``strided(256) & causal`` 0.290 / 0.263, so residue launches load
+their blocks. (A block-local kernel without work items,
 ``benchmarks/dev/tma_fwd.py``, gains more from the same change: 0.240 -> 0.220 ms.)"""
 
 
