@@ -45,6 +45,22 @@ def partial_first(text: str) -> str:
     return head + part + full + "    if slot < 0:" + tail
 
 
+def trans_k(text: str) -> str:
+    """The forward template with K loaded as [BLOCK_N, D] and transposed in registers
+    (FlexAttention's form, and ``tma_fwd.py``'s)."""
+    for a, b in (("kt_ptr = Kh + jn[None, :] * skn + offs_d[:, None] * skd",
+                  "kt_ptr = Kh + jn[:, None] * skn + offs_d[None, :] * skd"),
+                 ("kt = tl.load(kt_ptr){up}", "kt = tl.trans(tl.load(kt_ptr)){up}"),
+                 ("kt = tl.load(kt_ptr, mask=kv_ok[None, :], other=0.0){up}",
+                  "kt = tl.trans(tl.load(kt_ptr, mask=kv_ok[:, None], other=0.0)){up}"),
+                 ("kt = tl.load(kt_ptr, mask=kv_ok[None, :] & (offs_d[:, None] < HEAD_DIM), other=0.0){up}",
+                  "kt = tl.trans(tl.load(kt_ptr, mask=kv_ok[:, None] & (offs_d[None, :] < HEAD_DIM), "
+                  "other=0.0)){up}")):
+        assert a in text, a
+        text = text.replace(a, b)
+    return text
+
+
 def with_flex(text: str, n: int, q: torch.Tensor, k: torch.Tensor,
               v: torch.Tensor) -> tuple[ir.Node, Any, tuple[torch.Tensor, ...]]:
     """The pattern, its FlexAttention BlockMask (``to_flex``) and leaf copies of q, k, v that

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 import triton
-from devcommon import partial_first
+from devcommon import partial_first, trans_k
 
 import patternc.codegen.forward as gf
 import patternc.runtime.backward as rb
@@ -52,21 +52,6 @@ NODES = {"causal": ir.Causal(), "band(256)": ir.Band(256)}
 MODS = {"causal": lambda b, h, q, k: q >= k, "band(256)": lambda b, h, q, k: (q - k).abs() <= 256}
 
 
-def _trans_k(text: str) -> str:
-    """K loaded as [BLOCK_N, D] and transposed in registers (FlexAttention's form)."""
-    for a, b in (("kt_ptr = Kh + jn[None, :] * skn + offs_d[:, None] * skd",
-                  "kt_ptr = Kh + jn[:, None] * skn + offs_d[None, :] * skd"),
-                 ("kt = tl.load(kt_ptr){up}", "kt = tl.trans(tl.load(kt_ptr)){up}"),
-                 ("kt = tl.load(kt_ptr, mask=kv_ok[None, :], other=0.0){up}",
-                  "kt = tl.trans(tl.load(kt_ptr, mask=kv_ok[:, None], other=0.0)){up}"),
-                 ("kt = tl.load(kt_ptr, mask=kv_ok[None, :] & (offs_d[:, None] < HEAD_DIM), other=0.0){up}",
-                  "kt = tl.trans(tl.load(kt_ptr, mask=kv_ok[:, None] & (offs_d[None, :] < HEAD_DIM), "
-                  "other=0.0)){up}")):
-        assert a in text, a
-        text = text.replace(a, b)
-    return text
-
-
 def _fma(text: str) -> str:
     """Scale folded into one FMA per score (valid for scale > 0): max over raw scores."""
     for a, b in (("s = tl.dot(q, kt{prec}) * qk_scale", "s = tl.dot(q, kt{prec})"),
@@ -82,7 +67,7 @@ def _fma(text: str) -> str:
 def _templates() -> dict[str, str]:
     """The variants that apply to the current template (an adopted one no longer does)."""
     out = {"base": BASE_KERNEL}
-    for name, fn in (("transK", _trans_k), ("pfirst", partial_first), ("fma", _fma)):
+    for name, fn in (("transK", trans_k), ("pfirst", partial_first), ("fma", _fma)):
         with contextlib.suppress(AssertionError, ValueError):
             out[name] = fn(BASE_KERNEL)
     return out

@@ -10,7 +10,8 @@ compared with the default's (max abs error); FlexAttention is timed beside them.
 
 ``AB_FWD`` / ``AB_BWD``: ';'-separated config tuples (``ForwardConfig`` / ``BackwardConfig``
 fields); ``AB_TEMPLATES``: comma list of forward templates (``base``, ``pfirst``: PARTIAL tiles
-before FULL ones, ``p1``: the PARTIAL loop not pipelined). Rows go to stdout and ``$OUT/short_rows_ab.json``.
+before FULL ones, ``p1``: the PARTIAL loop not pipelined, ``kt``: K loaded untransposed and
+transposed in registers, as in ``tma_fwd.py``). Rows go to stdout and ``$OUT/short_rows_ab.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 from typing import Any
 
 import torch
-from devcommon import gpu_rows, median_ms, node_of, partial_first
+from devcommon import gpu_rows, median_ms, node_of, partial_first, trans_k
 
 import patternc.codegen.forward as gf
 from patternc.codegen.backward import BackwardConfig
@@ -49,7 +50,8 @@ PARTIAL_LOOP = "    for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w *
 SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL),
            # the PARTIAL loop (one diagonal tile per row here) not software-pipelined
            "p1": BASE_KERNEL.replace(PARTIAL_LOOP, PARTIAL_LOOP.replace(
-               "range(", "tl.range(").replace("):", ", num_stages=1):"))}
+               "range(", "tl.range(").replace("):", ", num_stages=1):")),
+           "kt": trans_k(BASE_KERNEL)}
 assert SOURCES["p1"] != BASE_KERNEL
 
 
