@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -83,6 +84,20 @@ def add_row(rows: list[dict[str, Any]], row: dict[str, Any], json_name: str,
     with open(os.path.join(os.environ.get("OUT", "."), json_name), "w") as f:
         json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                    "triton": triton.__version__, "rows": rows}, f, indent=1)
+
+
+def block_local_refs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Iterator[
+        tuple[bool, torch.Tensor, torch.Tensor, dict[str, Any]]]:
+    """For ``blocks(256) & causal`` then ``blocks(256)``: whether causal, our forward's output and
+    LSE on ``q, k, v`` ``[1, H, n, D]`` (what stand-alone kernels are checked against), and a row
+    that holds our forward's time."""
+    rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
+    for name, causal in (("block_local/block_local_causal", True), ("block_local/block_local", False)):
+        node = node_of(name)
+        ref, ref_lse = rf.forward(q, k, v, node)
+        row = {"pattern": name, "n": q.shape[2], "d": q.shape[3],
+               "ours": median_ms(lambda node=node: rf.forward(q, k, v, node))}
+        yield causal, ref, ref_lse, row
 
 
 RowFn = Callable[[str, Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]]

@@ -14,7 +14,6 @@ softmax state, its last stores the row. Hard-coded for block-local patterns, con
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import os
@@ -24,9 +23,8 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from devcommon import DT, H, add_row, median_ms, node_of
+from devcommon import DT, H, add_row, block_local_refs, median_ms
 
-rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("FF_N", "65536"))
 D = int(os.environ.get("FF_D", "64"))
 BLOCK, SPAN = 64, 256
@@ -124,11 +122,7 @@ def main() -> None:
     q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows: list[dict[str, Any]] = []
-    for name, causal in (("block_local/block_local_causal", True), ("block_local/block_local", False)):
-        node = node_of(name)
-        ref, ref_lse = rf.forward(q, k, v, node)
-        row: dict[str, Any] = {"pattern": name, "n": N, "d": D,
-                               "ours": median_ms(lambda node=node: rf.forward(q, k, v, node))}
+    for causal, ref, ref_lse, row in block_local_refs(q, k, v):
         st_np = steps(causal)
         st = torch.from_numpy(st_np).cuda()
         o, lse = torch.empty_like(q), torch.empty(1, H, N, device="cuda")

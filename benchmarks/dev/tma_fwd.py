@@ -17,7 +17,6 @@ block's index, as in ``codegen.forward``).
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import os
@@ -26,9 +25,8 @@ from typing import Any
 import torch
 import triton
 import triton.language as tl
-from devcommon import DT, H, add_row, median_ms, node_of
+from devcommon import DT, H, add_row, block_local_refs, median_ms
 
-rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("TF_N", "65536"))
 D = int(os.environ.get("TF_D", "64"))
 BLOCK, SPAN = 64, 256
@@ -129,11 +127,7 @@ def main() -> None:
     q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
     o, lse = torch.empty_like(q), torch.empty(1, H, N, device="cuda")
     rows: list[dict[str, Any]] = []
-    for name, causal in (("block_local/block_local_causal", True), ("block_local/block_local", False)):
-        node = node_of(name)
-        ref, ref_lse = rf.forward(q, k, v, node)
-        row: dict[str, Any] = {"pattern": name, "n": N, "d": D,
-                               "ours": median_ms(lambda node=node: rf.forward(q, k, v, node))}
+    for causal, ref, ref_lse, row in block_local_refs(q, k, v):
         tabs = tables(N, causal, q.device)
         for tma, stages, levels in itertools.product(TMAS, (1, 2, 3), LEVELS):
             key = f"{'tma' if tma else 'ptr'} s{stages} w4 l{levels}"

@@ -261,12 +261,11 @@ def _residue_config(part: residue.Gathered, H: int, D: int, dtype: torch.dtype) 
     """Tiles of a residue launch: the head dim's rule at its virtual lengths, or two stages for
     many classes of short rows (``tiles.residue_rows``). Gathered rows are short and regular:
     never split (the merge epilogue needs whole rows)."""
-    cfg = default_config(part.nq, part.nk, D, dtype, interpreting())
-    if not interpreting() and dtype != torch.float32:
-        from patternc.runtime import tiles
+    from patternc.runtime import tiles
 
-        rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)
-        cfg = ForwardConfig(*tiles.residue_rows(part.node, part.nq, part.nk, H, D, part.r, rule))
+    cfg = default_config(part.nq, part.nk, D, dtype, interpreting())
+    rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)  # the interpreter's and fp32's
+    cfg = ForwardConfig(*tiles.residue_rows(part.node, part.nq, part.nk, H, D, part.r, rule))  # differ
     return dataclasses.replace(cfg, split=1 << 30)
 
 
@@ -490,6 +489,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
+    computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone
@@ -498,7 +498,6 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device)
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
-        computed = COMPUTED_BLOCKS and res is None  # gathered launches: see COMPUTED_BLOCKS
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
                          (bool(run_f[g]) and computed, bool(run_p[g]) and computed)))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
