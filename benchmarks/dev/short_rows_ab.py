@@ -11,7 +11,8 @@ compared with the default's (max abs error); FlexAttention is timed beside them.
 ``AB_FWD`` / ``AB_BWD``: ';'-separated config tuples (``ForwardConfig`` / ``BackwardConfig``
 fields); ``AB_TEMPLATES``: comma list of forward templates (``base``, ``pfirst``: PARTIAL tiles
 before FULL ones, ``p1``: the PARTIAL loop not pipelined, ``kt``: K loaded untransposed and
-transposed in registers, as in ``tma_fwd.py``). Rows go to stdout and ``$OUT/short_rows_ab.json``.
+transposed in registers, as in ``tma_fwd.py``; ``p0``: a row's first PARTIAL tile in straight-line
+code, the rest in the loop; ``ktp0``: both). Rows go to stdout and ``$OUT/short_rows_ab.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ SOURCES = {"base": BASE_KERNEL, "pfirst": partial_first(BASE_KERNEL),
                "range(", "tl.range(").replace("):", ", num_stages=1):")),
            "kt": trans_k(BASE_KERNEL)}
 assert SOURCES["p1"] != BASE_KERNEL
+
+
+def first_partial_straight(text: str) -> str:
+    """The template with a row's first PARTIAL tile visited in straight-line code (as
+    ``tma_fwd.py``'s diagonal tile) and only the rest in the loop."""
+    visit = text.split(PARTIAL_LOOP)[1].split("    if slot < 0:")[0]
+    lo, hi = "tl.load(WORK + w * 8 + 3)", "tl.load(WORK + w * 8 + 4)"
+    head = f"    p_lo = {lo}\n    p_hi = {hi}\n    if p_lo < p_hi:\n        t = p_lo{visit.rstrip()}\n"
+    loop = PARTIAL_LOOP.replace(lo, "p_lo + 1").replace(hi, "p_hi")
+    return text.replace(PARTIAL_LOOP + visit, head + loop + visit)
+
+
+SOURCES["p0"] = first_partial_straight(BASE_KERNEL)
+SOURCES["ktp0"] = first_partial_straight(SOURCES["kt"])
+assert SOURCES["p0"] != BASE_KERNEL
 
 
 def _use(template: str, residue_cfg: ForwardConfig | None) -> None:
