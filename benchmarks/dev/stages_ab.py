@@ -1,0 +1,66 @@
+"""Pipeline stages of the plain forward launch after the computed key blocks (session 13, issue
+#6): every suite pattern whose default forward config has 64x64 tiles at D <= 64, run at its
+default and at the other stage count (2 <-> 3), rounds alternating in one process, outputs
+compared bit for bit. Beside each row: what the plan's rows look like at 64x64 (heaviest row,
+mean FULL / PARTIAL tiles per non-empty row) and whether every head group's FULL / PARTIAL key
+blocks are consecutive (the launch computes them: ``runtime.forward.COMPUTED_BLOCKS``).
+
+    SA_N=65536 SA_D=64 SA_ROUNDS=2 python benchmarks/dev/stages_ab.py    # $OUT/stages_ab.json
+
+``SA_ONLY``: ';'-separated substrings of the suite's pattern names (default: all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from typing import Any
+
+import torch
+from devcommon import DT, H, add_row, median_ms
+from suite_core import all_cases, select
+
+from patternc import ir
+from patternc.runtime import tiles
+
+rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
+N = int(os.environ.get("SA_N", "65536"))
+D = int(os.environ.get("SA_D", "64"))
+ROUNDS = int(os.environ.get("SA_ROUNDS", "2"))
+ONLY = [s for s in os.environ.get("SA_ONLY", "").split(";") if s]
+
+
+def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
+    """The 64x64 plan's row statistics and the launches' computed-block flags."""
+    c = tiles.counts(ir.concretize(node, N), N, N, 64, 64, H)
+    launches = rf._launches(node, 1, H, H, N, N, D, DT, "cuda", cfg, "auto")
+    rows = max(c.rows, 1)
+    return {"heaviest": c.heaviest, "full_per_row": round(c.full / rows, 2),
+            "partial_per_row": round(c.partial / rows, 2), "launches": len(launches),
+            "run": [[list(w.runs) for w in launch.work] for launch in launches]}
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
+    rows: list[dict[str, Any]] = []
+    for case in select(all_cases(), ONLY or None):
+        cfg = rf.dense_config(case.node, rf.default_config(N, N, D, DT, False), N, N, H, D, DT)
+        if (cfg.block_q, cfg.block_k) != (64, 64) or cfg.num_stages not in (2, 3):
+            continue
+        other = dataclasses.replace(cfg, num_stages=5 - cfg.num_stages)
+        node = case.node
+        row: dict[str, Any] = {"pattern": case.label, "n": N, "d": D, "default": dataclasses.astuple(cfg),
+                               **shape(node, cfg), "ms_default": [], "ms_other": []}
+        outs = {}
+        for _ in range(ROUNDS):
+            for key, c in (("ms_default", cfg), ("ms_other", other)):
+                outs[key] = rf.forward(q, k, v, node, config=c)[0]
+                row[key].append(median_ms(lambda c=c, node=node: rf.forward(q, k, v, node, config=c)))
+        row["same"] = bool(torch.equal(outs["ms_default"], outs["ms_other"]))
+        add_row(rows, row, "stages_ab.json")
+
+
+if __name__ == "__main__":
+    main()
