@@ -132,15 +132,19 @@ def test_interpreter_residue_launches_keep_their_tiles() -> None:
 
 @pytest.mark.usefixtures("on_h100")
 def test_short_and_long_rows() -> None:
-    # block-local rows are 4 tiles, band(256) 9-10: two stages at D=64, 32-key blocks at D=128
-    # (rows of 4 tiles only); Longformer's global rows visit every block; causal is dense
-    # (128x128); a 4096-key causal window averages ~64 tiles a row: 128x128 at D=128 only
+    # block-local rows are 4 tiles, band(256) 9-10: 32-key blocks at D=128 (rows of 4 tiles
+    # only); at D=64 two stages where the rows hold few FULL tiles (block-local causal: 1.5 and a
+    # diagonal one), three where they hold at least PIPELINED_ROWS computed ones; Longformer's
+    # global rows visit every block; causal is dense (128x128); a 4096-key causal window
+    # averages ~64 tiles a row: 128x128 at D=128 only
     bl = patternc.load("patternc/stdlib_patterns/block_local.sap")
     window = patternc.load("patternc/stdlib_patterns/sliding_window.sap")["sliding_window_causal"]()
     longformer = ir.Band(256) | ir.Global(ir.TokenList.of(0, 1, 2))
     for n in (4096, 65536):
+        rule = fwd.default_config(n, n, 64, BF16, False)
         for node in (bl["block_local"](), bl["block_local_causal"](), ir.Band(256)):
-            assert forward_choice(node, n) == ForwardConfig(64, 64, 4, 2)
+            few = node == bl["block_local_causal"]()
+            assert forward_choice(node, n) == (ForwardConfig(*tiles.ROW_RULES[64][1]) if few else rule)
             short = node != ir.Band(256)
             assert (forward_choice(node, n, D=128) == ForwardConfig(64, 32, 4, 2)) == short
         for D in (64, 128):
@@ -152,6 +156,23 @@ def test_short_and_long_rows() -> None:
     assert forward_choice(ir.Band(1100), 65536) == fwd.default_config(65536, 65536, 64, BF16, False)
     rule256 = fwd.default_config(65536, 65536, 256, BF16, False)
     assert forward_choice(bl["block_local"](), 65536, D=256) == rule256
+
+
+@pytest.mark.usefixtures("on_h100")
+def test_rows_of_loaded_full_tiles_take_two_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the three stages of PIPELINED_ROWS need computed FULL blocks: off, or rows whose FULL
+    # blocks are not consecutive (random blocks), short rows take two
+    bl = patternc.load("patternc/stdlib_patterns/block_local.sap")["block_local"]()
+    scattered = ir.Band(256) | ir.RandomBlocks(3, 64)
+    two = ForwardConfig(*tiles.ROW_RULES[64][1])
+    assert tiles.counts(bl, 4096, 4096, 64, 64, 16).full_runs
+    assert not tiles.counts(scattered, 4096, 4096, 64, 64, 16).full_runs
+    assert tiles.counts(scattered, 4096, 4096, 64, 64, 16).full >= tiles.PIPELINED_ROWS * 64 * 16
+    assert forward_choice(scattered, 4096) == two
+    assert forward_choice(bl, 4096) != two
+    monkeypatch.setattr(fwd, "COMPUTED_BLOCKS", False)
+    fwd.dense_config.cache_clear()
+    assert forward_choice(bl, 4096) == two
 
 
 @pytest.mark.usefixtures("on_h100")

@@ -1,13 +1,16 @@
 """Pipeline stages of the plain forward launch after the computed key blocks (session 13, issue
 #6): every suite pattern whose default forward config has 64x64 tiles at D <= 64, run at its
 default and at the other stage count (2 <-> 3), rounds alternating in one process, outputs
-compared bit for bit. Beside each row: what the plan's rows look like at 64x64 (heaviest row,
-mean FULL / PARTIAL tiles per non-empty row) and whether every head group's FULL / PARTIAL key
-blocks are consecutive (the launch computes them: ``runtime.forward.COMPUTED_BLOCKS``).
+compared (max abs difference; 0 where only the stages differ). Beside each row: what the plan's
+rows look like at 64x64 (heaviest row, mean FULL / PARTIAL tiles per non-empty row) and whether
+every head group's FULL / PARTIAL key blocks are consecutive (the launch computes them:
+``runtime.forward.COMPUTED_BLOCKS``).
 
     SA_N=65536 SA_D=64 SA_ROUNDS=2 python benchmarks/dev/stages_ab.py    # $OUT/stages_ab.json
 
-``SA_ONLY``: ';'-separated substrings of the suite's pattern names (default: all).
+``SA_ONLY``: ';'-separated substrings of the suite's pattern names (default: all);
+``SA_CONFIGS``: ';'-separated ``ForwardConfig`` tuples timed instead of the other stage count
+(e.g. D=128's ``64,64,4,3;64,32,4,3``), beside every pattern whose default has 64-row blocks.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from suite_core import all_cases, select
 
 from patternc import ir
 from patternc.runtime import tiles
+from patternc.runtime.forward import ForwardConfig
 
 rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
 N = int(os.environ.get("SA_N", "65536"))
 D = int(os.environ.get("SA_D", "64"))
 ROUNDS = int(os.environ.get("SA_ROUNDS", "2"))
 ONLY = [s for s in os.environ.get("SA_ONLY", "").split(";") if s]
+CONFIGS = [ForwardConfig(*(int(x) for x in c.split(",")))
+           for c in os.environ.get("SA_CONFIGS", "").split(";") if c]
 
 
 def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
@@ -47,18 +53,26 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for case in select(all_cases(), ONLY or None):
         cfg = rf.dense_config(case.node, rf.default_config(N, N, D, DT, False), N, N, H, D, DT)
-        if (cfg.block_q, cfg.block_k) != (64, 64) or cfg.num_stages not in (2, 3):
+        if CONFIGS:
+            if cfg.block_q != 64:
+                continue
+            others = [c for c in CONFIGS if c != cfg]
+        elif (cfg.block_q, cfg.block_k) != (64, 64) or cfg.num_stages not in (2, 3):
             continue
-        other = dataclasses.replace(cfg, num_stages=5 - cfg.num_stages)
+        else:
+            others = [dataclasses.replace(cfg, num_stages=5 - cfg.num_stages)]
         node = case.node
         row: dict[str, Any] = {"pattern": case.label, "n": N, "d": D, "default": dataclasses.astuple(cfg),
-                               **shape(node, cfg), "ms_default": [], "ms_other": []}
+                               **shape(node, cfg), "ms": {}}
         outs = {}
         for _ in range(ROUNDS):
-            for key, c in (("ms_default", cfg), ("ms_other", other)):
+            for c in (cfg, *others):
+                key = "default" if c == cfg else str(dataclasses.astuple(c)[:4])
                 outs[key] = rf.forward(q, k, v, node, config=c)[0]
-                row[key].append(median_ms(lambda c=c, node=node: rf.forward(q, k, v, node, config=c)))
-        row["same"] = bool(torch.equal(outs["ms_default"], outs["ms_other"]))
+                ms = median_ms(lambda c=c, node=node: rf.forward(q, k, v, node, config=c))
+                row["ms"].setdefault(key, []).append(ms)
+        ref = outs["default"].float()
+        row["max_abs_diff"] = max(float((o.float() - ref).abs().max()) for o in outs.values())
         add_row(rows, row, "stages_ab.json")
 
 

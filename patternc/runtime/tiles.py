@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from dataclasses import dataclass
 
 from patternc import ir
@@ -30,6 +31,7 @@ class Counts:
     rows: int  # query-block rows with at least one tile
     cols: int  # key-block columns with at least one tile
     heaviest: int  # tiles of the longest query-block row
+    full_runs: bool = False  # every head group's rows list consecutive FULL key blocks (``Runs.bases``)
 
 
 def counts(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: int) -> Counts:
@@ -42,9 +44,10 @@ def counts(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: i
     fwd, bwd = plan.forward, plan.backward
     row = fwd.num.long() + fwd.full_num.long()
     col = bwd.num.long() + bwd.full_num.long()
+    runs, _ = fwd.full_runs.bases(plan.groups, row.shape[1])
     return Counts(int(fwd.full_num.long().sum()) * per, int(fwd.num.long().sum()) * per,
                   int((row > 0).sum()) * per, int((col > 0).sum()) * per,
-                  int(row.max()) if row.numel() else 0)
+                  int(row.max()) if row.numel() else 0, bool(runs.all()))
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,16 @@ patterns' 128x128 tiles (``forward.DENSE_D128``): ``sliding_window_causal`` 5.25
 (FlexAttention 5.10), 1.24 -> 1.12 at 16k (1.19) (``sweep_h100_2026-11-22_s4_n*_d128.json``); at
 D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
+PIPELINED_ROWS = 4
+"""Short rows at D <= 64 that average at least this many FULL tiles, all computed rather than
+loaded (``Counts.full_runs`` and ``runtime.forward.COMPUTED_BLOCKS``), keep the rule's three
+stages: with no index load in the loop the deeper pipeline pays again. H100, bf16, two / three
+stages, two alternating rounds per pattern in one process, ms (``benchmarks/dev/stages_ab.py``,
+``results/stages_ab_h100_2026-11-23_s13_*``): 64k ``block_local`` (4 FULL tiles a row) 0.281 /
+0.265, ``band(256)`` (7) 0.514 / 0.488, ``streaming_llm`` (14) 0.911 / 0.914; 16k ``band(256)``
+0.135 / 0.131, ``streaming_llm`` 0.227 / 0.221. Rows of fewer FULL tiles keep two:
+``block_local_causal`` (1.5 and a diagonal tile) 0.231 / 0.263, ``sparse_transformer_local`` (3)
+0.343 / 0.348."""
 RESIDUE_SHORT_ROWS = (4, 64)
 """A residue launch at D <= 64 takes ``ROW_RULES``' short-row config (two stages) where its
 virtual rows hold at most 4 tiles of 64x64 and the classes are at least 64: the Sparse
@@ -200,14 +213,15 @@ def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
                  cfg: tuple[int, ...]) -> tuple[int, ...]:
     """``cfg`` (a forward config tuple), or where it is the head dim's rule and concrete ``node``'s
     plan has only short rows or, at D > 64, long ones (``LONG_ROWS``), the config for such rows
-    (``ROW_RULES``); unchanged when the model is off."""
+    (``ROW_RULES``; at D <= 64 not for rows of many computed FULL tiles: ``PIPELINED_ROWS``);
+    unchanged when the model is off."""
     d = 64 if head_dim <= 64 else 128 if head_dim <= 128 else 0
     if not enabled() or d not in ROW_RULES or cfg != ROW_RULES[d][0]:
         return cfg
     _, short, most, long = ROW_RULES[d]
     c = counts(node, nq, nk, 64, 64, heads)
     if c.heaviest <= most:
-        return short
+        return cfg if d == 64 and _pipelined(c) else short
     return long if long is not None and _long_rows(c) else cfg
 
 
@@ -233,6 +247,12 @@ def residue_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, cla
     if not enabled() or head_dim > 64 or cfg != ROW_RULES[64][0] or classes < min_classes:
         return cfg
     return ROW_RULES[64][1] if counts(node, nq, nk, 64, 64, heads).heaviest <= most else cfg
+
+
+def _pipelined(c: Counts) -> bool:
+    """Whether the rows' FULL tiles are computed and average at least ``PIPELINED_ROWS``."""
+    forward = importlib.import_module("patternc.runtime.forward")  # the package exports a function forward
+    return bool(forward.COMPUTED_BLOCKS) and c.full_runs and c.full >= PIPELINED_ROWS * c.rows
 
 
 def _long_rows(c: Counts) -> bool:
