@@ -10,7 +10,10 @@ every head group's FULL / PARTIAL key blocks are consecutive (the launch compute
 
 ``SA_ONLY``: ';'-separated substrings of the suite's pattern names (default: all);
 ``SA_CONFIGS``: ';'-separated ``ForwardConfig`` tuples timed instead of the other stage count
-(e.g. D=128's ``64,64,4,3;64,32,4,3``), beside every pattern whose default has 64-row blocks.
+(e.g. D=128's ``64,64,4,3;64,32,4,3``), beside every pattern whose default has 64-row blocks;
+``SA_SPLITS``: ','-separated ``ForwardConfig.split`` values (most key blocks per work item; the
+default balances over the SMs: ``runtime.forward._auto_split``) timed on the default config
+instead, beside every pattern whose heaviest 64x64 row holds more than 32 tiles.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ ROUNDS = int(os.environ.get("SA_ROUNDS", "2"))
 ONLY = [s for s in os.environ.get("SA_ONLY", "").split(";") if s]
 CONFIGS = [ForwardConfig(*(int(x) for x in c.split(",")))
            for c in os.environ.get("SA_CONFIGS", "").split(";") if c]
+SPLITS = [int(x) for x in os.environ.get("SA_SPLITS", "").split(",") if x]
 
 
 def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
@@ -44,7 +48,14 @@ def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
     rows = max(c.rows, 1)
     return {"heaviest": c.heaviest, "full_per_row": round(c.full / rows, 2),
             "partial_per_row": round(c.partial / rows, 2), "launches": len(launches),
-            "run": [[list(w.runs) for w in launch.work] for launch in launches]}
+            "run": [[list(w.runs) for w in launch.work] for launch in launches],
+            "longest_item": [max(_longest(w.items) for w in launch.work) for launch in launches]}
+
+
+def _longest(items: torch.Tensor) -> int:
+    """Most key blocks of one work item (rows: query block, full lo, hi, partial lo, hi, ...)."""
+    i = items.long()
+    return int((i[:, 2] - i[:, 1] + i[:, 4] - i[:, 3]).max()) if i.numel() else 0
 
 
 def main() -> None:
@@ -53,7 +64,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for case in select(all_cases(), ONLY or None):
         cfg = rf.dense_config(case.node, rf.default_config(N, N, D, DT, False), N, N, H, D, DT)
-        if CONFIGS:
+        if SPLITS:
+            if tiles.counts(ir.concretize(case.node, N), N, N, 64, 64, H).heaviest <= 32:
+                continue
+            others = [dataclasses.replace(cfg, split=x) for x in SPLITS]
+        elif CONFIGS:
             if cfg.block_q != 64:
                 continue
             others = [c for c in CONFIGS if c != cfg]
@@ -67,7 +82,7 @@ def main() -> None:
         outs = {}
         for _ in range(ROUNDS):
             for c in (cfg, *others):
-                key = "default" if c == cfg else str(dataclasses.astuple(c)[:4])
+                key = "default" if c == cfg else str(dataclasses.astuple(c)[:5 if SPLITS else 4])
                 outs[key] = rf.forward(q, k, v, node, config=c)[0]
                 ms = median_ms(lambda c=c, node=node: rf.forward(q, k, v, node, config=c))
                 row["ms"].setdefault(key, []).append(ms)
