@@ -188,7 +188,7 @@ def test_each_head_group_is_split_by_its_own_work(monkeypatch: pytest.MonkeyPatc
     # row finer, to fill the GPU with its own work (cut by the whole pattern's, both groups' rows
     # took the same coarse slices and the light launch ran on a few programs)
     fwd = importlib.import_module("patternc.runtime.forward")
-    monkeypatch.setattr(fwd, "MIN_SPLIT_GAIN", 0)  # split rows at a test's lengths
+    monkeypatch.setattr(fwd, "FWD_MIN_SPLIT_GAIN", 0)  # split rows at a test's lengths
     node = ir.Heads((ir.Band(16), ir.Empty())) | ir.Global(ir.TokenList.of(0))
     launch = fwd._setup(node, 1, 2, 1, 1024, 1024, 16, torch.float32, "cpu", ForwardConfig(16, 16), None)
     longest = [int((w.items[:, 2] - w.items[:, 1] + w.items[:, 4] - w.items[:, 3]).max())

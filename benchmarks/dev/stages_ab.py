@@ -13,7 +13,10 @@ every head group's FULL / PARTIAL key blocks are consecutive (the launch compute
 (e.g. D=128's ``64,64,4,3;64,32,4,3``), beside every pattern whose default has 64-row blocks;
 ``SA_SPLITS``: ','-separated ``ForwardConfig.split`` values (most key blocks per work item; the
 default balances over the SMs: ``runtime.forward._auto_split``) timed on the default config
-instead, beside every pattern whose heaviest 64x64 row holds more than 32 tiles.
+instead, beside every pattern whose heaviest 64x64 row holds more than 32 tiles;
+``SA_KNOBS``: ';'-separated variants ``name:ATTR=value,...`` of ``runtime.forward``'s module
+constants (e.g. ``old:PROGRAMS_PER_SM=2,FWD_MIN_SPLIT_GAIN=128``), each timed on the default
+config beside those patterns too.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ ONLY = [s for s in os.environ.get("SA_ONLY", "").split(";") if s]
 CONFIGS = [ForwardConfig(*(int(x) for x in c.split(",")))
            for c in os.environ.get("SA_CONFIGS", "").split(";") if c]
 SPLITS = [int(x) for x in os.environ.get("SA_SPLITS", "").split(",") if x]
+KNOBS = {v.split(":")[0]: {a.split("=")[0]: int(a.split("=")[1]) for a in v.split(":")[1].split(",")}
+         for v in os.environ.get("SA_KNOBS", "").split(";") if v}
+DEFAULTS = {a: getattr(rf, a) for knobs in KNOBS.values() for a in knobs}
+
+
+def use(knobs: dict[str, int]) -> None:
+    """``runtime.forward``'s constants as in ``knobs`` (the rest at their defaults)."""
+    for a, default in DEFAULTS.items():
+        setattr(rf, a, knobs.get(a, default))
+    rf._cached_setup.cache_clear()
+    rf._launches.cache_clear()
 
 
 def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
@@ -46,6 +60,7 @@ def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:
     c = tiles.counts(ir.concretize(node, N), N, N, 64, 64, H)
     launches = rf._launches(node, 1, H, H, N, N, D, DT, "cuda", cfg, "auto")
     rows = max(c.rows, 1)
+    rf._launches.cache_clear()
     return {"heaviest": c.heaviest, "full_per_row": round(c.full / rows, 2),
             "partial_per_row": round(c.partial / rows, 2), "launches": len(launches),
             "run": [[list(w.runs) for w in launch.work] for launch in launches],
@@ -64,10 +79,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for case in select(all_cases(), ONLY or None):
         cfg = rf.dense_config(case.node, rf.default_config(N, N, D, DT, False), N, N, H, D, DT)
-        if SPLITS:
+        if SPLITS or KNOBS:
             if tiles.counts(ir.concretize(case.node, N), N, N, 64, 64, H).heaviest <= 32:
                 continue
-            others = [dataclasses.replace(cfg, split=x) for x in SPLITS]
+            others = [dataclasses.replace(cfg, split=x) for x in SPLITS] + list(KNOBS)
         elif CONFIGS:
             if cfg.block_q != 64:
                 continue
@@ -82,10 +97,15 @@ def main() -> None:
         outs = {}
         for _ in range(ROUNDS):
             for c in (cfg, *others):
-                key = "default" if c == cfg else str(dataclasses.astuple(c)[:5 if SPLITS else 4])
+                if isinstance(c, str):  # a knob variant, on the default config
+                    key, c = c, cfg
+                    use(KNOBS[key])
+                else:
+                    key = "default" if c == cfg else str(dataclasses.astuple(c)[:5 if SPLITS else 4])
                 outs[key] = rf.forward(q, k, v, node, config=c)[0]
                 ms = median_ms(lambda c=c, node=node: rf.forward(q, k, v, node, config=c))
                 row["ms"].setdefault(key, []).append(ms)
+                use({})
         ref = outs["default"].float()
         row["max_abs_diff"] = max(float((o.float() - ref).abs().max()) for o in outs.values())
         add_row(rows, row, "stages_ab.json")

@@ -354,21 +354,44 @@ def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.nd
 
 
 MIN_SPLIT_GAIN = 128
-"""Heavy rows are split only when that shortens the longest work item by more blocks than this:
-a split costs a merge launch and its workspace (~30-50 us of host time on the H100), about what
-128 tiles of one program take on the GPU; short heavy rows (a global row at 4k tokens is 64
-blocks) run whole."""
+"""The backward's heavy tiles are split only when that shortens the longest work item by more
+blocks than this (``runtime.backward.schedule``: split buffers and their epilogue)."""
+FWD_MIN_SPLIT_GAIN = 16
+"""The forward splits a heavy row only when that shortens its longest work item by more blocks than
+this. (Until session 13 this was ``MIN_SPLIT_GAIN``, for a merge launch's host time: heavy rows at
+4k and 16k tokens ran whole, and at 16k a global row of 256 blocks on one program took half the
+forward's time. H100, bf16, D=64, Longformer forward at 16k: 0.349 ms whole, 0.164 in slices of
+64; at 4k 0.093 whole, 0.057 in slices of 32, merge launch included:
+``benchmarks/results/splits_h100_2026-11-23_s13_*``.)"""
+PROGRAMS_PER_SM = 4
+"""Most programs of one forward launch resident on an SM (``_auto_split``)."""
 
 
-def _auto_split(total_blocks: int, heaviest: int, device: str) -> int:
-    """Blocks per work item that fill every SM about twice over (at least 16: merging costs), or
-    ``heaviest`` (no split) when splitting would gain less than ``MIN_SPLIT_GAIN`` blocks."""
+def _auto_split(total_blocks: int, heaviest: int, device: str, programs: int) -> int:
+    """Blocks per work item (at least 16: merging costs) such that one item takes no longer than
+    an SM's share of the launch: an SM runs ``programs`` programs at a time (``programs_per_sm``),
+    so one program's item of ``s`` blocks lasts about ``programs * s`` blocks of the SM's time,
+    against ``total_blocks / sms`` for the SM's share. Items of whole rows (no split) where the
+    split would shorten the longest by at most ``FWD_MIN_SPLIT_GAIN`` blocks."""
     if device.startswith("cuda"):
         sms = torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
     else:
         sms = 4
-    split = max(16, -(-total_blocks // (2 * sms)))
-    return split if heaviest - split > MIN_SPLIT_GAIN else max(1, heaviest)
+    split = max(16, -(-total_blocks // (programs * sms)))
+    return split if heaviest - split > FWD_MIN_SPLIT_GAIN else max(1, heaviest)
+
+
+def programs_per_sm(cfg: ForwardConfig, head_dim: int, itemsize: int, device: str) -> int:
+    """How many programs of the forward kernel at ``cfg`` share an SM, as its shared memory bounds
+    them (the Q tile and ``num_stages`` K and V tiles in flight), at most ``PROGRAMS_PER_SM``:
+    4 at D=64 with 64x64 tiles, 2 at D=128 (H100)."""
+    if not device.startswith("cuda"):
+        return 2
+    props = torch.cuda.get_device_properties(torch.device(device))
+    smem = int(getattr(props, "shared_memory_per_multiprocessor", LARGE_SMEM))
+    d = _pow2_at_least(head_dim)
+    per = (cfg.block_q + 2 * cfg.num_stages * cfg.block_k) * d * itemsize
+    return max(1, min(PROGRAMS_PER_SM, smem // per))
 
 
 @dataclass(frozen=True)
@@ -490,12 +513,14 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
     computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
+    programs = programs_per_sm(cfg, D, torch.empty(0, dtype=dtype).element_size(), device)
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone
         # (a light group split by the whole pattern's total ran its heavy row on a few programs)
         blocks = num[g] + full_num[g]
-        split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device)
+        split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device,
+                                         programs)
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
