@@ -197,6 +197,35 @@ def test_each_head_group_is_split_by_its_own_work(monkeypatch: pytest.MonkeyPatc
     check(node, 1, 2, 1, 1024, 1024, 16, torch.float32, plan=None)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2048), min_size=1, max_size=64), st.integers(1, 32), st.integers(1, 200),
+       st.integers(1, 4))
+def test_auto_split_bounds_the_longest_item(rows: list[int], copies: int, sms: int, programs: int) -> None:
+    # an item never outlasts its SM's share of the launch by more than the gain not worth a
+    # split: split rows' slices hold at most max(16, total / (2 sms)) blocks (programs = 2 is the
+    # fallback for launches dominated by heavy rows), unsplit rows at most that plus the gain
+    fwd = importlib.import_module("patternc.runtime.forward")
+    r = np.array(rows)
+    split = fwd._auto_split(r, copies, sms, programs)
+    share = max(16, -(-copies * int(r.sum()) // (min(programs, 2) * sms)))
+    assert 1 <= split
+    assert split <= share or split == max(1, int(r.max()))
+    assert max(rows) <= split or split <= share
+    assert min(split, max(rows)) <= share + fwd.FWD_MIN_SPLIT_GAIN
+
+
+def test_auto_split_of_global_rows() -> None:
+    # Longformer at 16k tokens (64-token blocks, 16 heads, 132 SMs): light rows fill the SMs four
+    # programs deep, so the global row is cut four times finer than one share of the launch;
+    # a rest launch made of the global rows alone cuts them twice as coarse; short rows run whole
+    fwd = importlib.import_module("patternc.runtime.forward")
+    longformer = np.array([256] + [11] * 255)
+    assert fwd._auto_split(longformer, 16, 132, 4) == 93
+    assert fwd._auto_split(longformer, 16, 132, 2) == 186
+    assert fwd._auto_split(np.array([256] + [1] * 255), 16, 132, 4) == 31
+    assert fwd._auto_split(np.array([30] + [1] * 63), 16, 132, 4) == 30
+
+
 def test_empty_pattern_gives_zeros_and_minus_inf_lse() -> None:
     q = torch.randn(1, 2, 20, 16)
     out, lse = forward(q, q, q, ir.Empty(), plan=reference_plan(ir.Empty(), 20, 20, 2, 16, 16))

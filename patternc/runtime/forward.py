@@ -365,19 +365,33 @@ forward's time. H100, bf16, D=64, Longformer forward at 16k: 0.349 ms whole, 0.1
 ``benchmarks/results/splits_h100_2026-11-23_s13_*``.)"""
 PROGRAMS_PER_SM = 4
 """Most programs of one forward launch resident on an SM (``_auto_split``)."""
+HEAVY_SHARE = 1 / 3
+"""A launch whose heavy rows hold at least this share of its blocks (the global rows of a
+pattern's rest launch, beside its residue launches) has little else to share the SMs with: its
+slices run nearly alone, at about twice one program's speed among ``PROGRAMS_PER_SM``
+(``_auto_split``)."""
 
 
-def _auto_split(total_blocks: int, heaviest: int, device: str, programs: int) -> int:
-    """Blocks per work item (at least 16: merging costs) such that one item takes no longer than
-    an SM's share of the launch: an SM runs ``programs`` programs at a time (``programs_per_sm``),
-    so one program's item of ``s`` blocks lasts about ``programs * s`` blocks of the SM's time,
-    against ``total_blocks / sms`` for the SM's share. Items of whole rows (no split) where the
-    split would shorten the longest by at most ``FWD_MIN_SPLIT_GAIN`` blocks."""
-    if device.startswith("cuda"):
-        sms = torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
-    else:
-        sms = 4
-    split = max(16, -(-total_blocks // (programs * sms)))
+def _auto_split(rows: np.ndarray, copies: int, sms: int, programs: int) -> int:
+    """Blocks per work item for rows of ``rows`` blocks, each run ``copies`` times (batch x heads):
+    at least 16 (merging costs), and such that one item takes no longer than an SM's share of the
+    launch. An SM runs ``programs`` programs at a time (``programs_per_sm``), so an item of ``s``
+    blocks lasts about ``programs * s`` blocks of its SM's time, against ``total / sms`` for the
+    SM's share; where the rows longer than that hold ``HEAVY_SHARE`` of the blocks, about
+    ``2 * s``. Whole rows (no split) where the split would shorten the longest item by at most
+    ``FWD_MIN_SPLIT_GAIN`` blocks.
+
+        >>> globals_row = np.array([256] + [11] * 255)  # Longformer at 16k tokens, 64-token blocks
+        >>> _auto_split(globals_row, 16, 132, 4), _auto_split(globals_row, 16, 132, 2)
+        (93, 186)
+        >>> _auto_split(np.array([256] + [1] * 255), 16, 132, 4)  # its global rows dominate: 2
+        31
+    """
+    total = copies * int(rows.sum())
+    split = max(16, -(-total // (programs * sms)))
+    if programs > 2 and copies * int(rows[rows > split].sum()) >= HEAVY_SHARE * total:
+        split = max(16, -(-total // (2 * sms)))
+    heaviest = int(rows.max(initial=0))
     return split if heaviest - split > FWD_MIN_SPLIT_GAIN else max(1, heaviest)
 
 
@@ -514,13 +528,13 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
     computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
     programs = programs_per_sm(cfg, D, torch.empty(0, dtype=dtype).element_size(), device)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.startswith("cuda") else 4
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone
         # (a light group split by the whole pattern's total ran its heavy row on a few programs)
         blocks = num[g] + full_num[g]
-        split = cfg.split or _auto_split(B * (H // G) * int(blocks.sum()), int(blocks.max(initial=0)), device,
-                                         programs)
+        split = cfg.split or _auto_split(blocks, B * (H // G), sms, programs)
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
