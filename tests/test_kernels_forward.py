@@ -189,6 +189,7 @@ def test_each_head_group_is_split_by_its_own_work(monkeypatch: pytest.MonkeyPatc
     # took the same coarse slices and the light launch ran on a few programs)
     fwd = importlib.import_module("patternc.runtime.forward")
     monkeypatch.setattr(fwd, "FWD_MIN_SPLIT_GAIN", 0)  # split rows at a test's lengths
+    monkeypatch.setattr(fwd, "PROGRAMS_PER_SM", 2)  # slices above the 16-block floor at this size
     node = ir.Heads((ir.Band(16), ir.Empty())) | ir.Global(ir.TokenList.of(0))
     launch = fwd._setup(node, 1, 2, 1, 1024, 1024, 16, torch.float32, "cpu", ForwardConfig(16, 16), None)
     longest = [int((w.items[:, 2] - w.items[:, 1] + w.items[:, 4] - w.items[:, 3]).max())
@@ -224,6 +225,11 @@ def test_auto_split_of_global_rows() -> None:
     assert fwd._auto_split(longformer, 16, 132, 2) == 186
     assert fwd._auto_split(np.array([256] + [1] * 255), 16, 132, 4) == 31
     assert fwd._auto_split(np.array([30] + [1] * 63), 16, 132, 4) == 30
+    # an H100's 228 KiB hold four D=64 programs (64x64 tiles, 3 stages: 56 KiB), two at D=128
+    h100 = 228 * 1024
+    assert fwd.programs_per_sm(ForwardConfig(64, 64, 4, 3), 64, 2, h100) == 4
+    assert fwd.programs_per_sm(ForwardConfig(64, 64, 4, 2), 128, 2, h100) == 2
+    assert fwd.programs_per_sm(ForwardConfig(128, 128, 8, 3), 128, 2, h100) == 1
 
 
 def test_empty_pattern_gives_zeros_and_minus_inf_lse() -> None:

@@ -395,17 +395,22 @@ def _auto_split(rows: np.ndarray, copies: int, sms: int, programs: int) -> int:
     return split if heaviest - split > FWD_MIN_SPLIT_GAIN else max(1, heaviest)
 
 
-def programs_per_sm(cfg: ForwardConfig, head_dim: int, itemsize: int, device: str) -> int:
-    """How many programs of the forward kernel at ``cfg`` share an SM, as its shared memory bounds
-    them (the Q tile and ``num_stages`` K and V tiles in flight), at most ``PROGRAMS_PER_SM``:
-    4 at D=64 with 64x64 tiles, 2 at D=128 (H100)."""
-    if not device.startswith("cuda"):
-        return 2
-    props = torch.cuda.get_device_properties(torch.device(device))
-    smem = int(getattr(props, "shared_memory_per_multiprocessor", LARGE_SMEM))
-    d = _pow2_at_least(head_dim)
-    per = (cfg.block_q + 2 * cfg.num_stages * cfg.block_k) * d * itemsize
+def programs_per_sm(cfg: ForwardConfig, head_dim: int, itemsize: int, smem: int) -> int:
+    """How many programs of the forward kernel at ``cfg`` share an SM with ``smem`` bytes of shared
+    memory, as that bounds them (the Q tile and ``num_stages`` K and V tiles in flight), at most
+    ``PROGRAMS_PER_SM``: 4 at D=64 with 64x64 tiles, 2 at D=128 (H100: 228 KiB)."""
+    per = (cfg.block_q + 2 * cfg.num_stages * cfg.block_k) * _pow2_at_least(head_dim) * itemsize
     return max(1, min(PROGRAMS_PER_SM, smem // per))
+
+
+@functools.lru_cache(maxsize=16)
+def sm_resources(device: str) -> tuple[int, int]:
+    """(SMs, shared memory bytes per SM) of ``device``; off the GPU, a stand-in (4, 96 KiB) that
+    only shapes the interpreter's work items."""
+    if not device.startswith("cuda"):
+        return 4, 96 * 1024
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return props.multi_processor_count, int(getattr(props, "shared_memory_per_multiprocessor", LARGE_SMEM))
 
 
 @dataclass(frozen=True)
@@ -527,8 +532,8 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
     computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
-    programs = programs_per_sm(cfg, D, torch.empty(0, dtype=dtype).element_size(), device)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.startswith("cuda") else 4
+    sms, smem = sm_resources(device)
+    programs = programs_per_sm(cfg, D, torch.empty(0, dtype=dtype).element_size(), smem)
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone

@@ -106,8 +106,8 @@ ROW_RULES: dict[int, tuple[tuple[int, ...], tuple[int, ...], int, tuple[int, ...
 """Forward rows of few 64x64 tiles (the plan's heaviest query-block row) leave the pipeline little
 to overlap: there the rule's config gives way to a smaller one (D <= 64: two stages instead of
 three, one CTA more per SM, unless the rows hold ``PIPELINED_ROWS`` computed FULL tiles; D <= 128:
-32-key blocks). The D=64 numbers below predate the computed key blocks (session 12). H100, bf16, 64k tokens, rule -> short-row
-config (``benchmarks/results/sweep_stages_h100_2026-11-22_s5_n65536_d64.json``,
+32-key blocks). The D=64 numbers below predate the computed key blocks (session 12). H100, bf16,
+64k tokens, rule -> short-row config (``benchmarks/results/sweep_stages_h100_2026-11-22_s5_n65536_d64.json``,
 ``sweep_h100_2026-11-22_s4_n65536_d128.json``): D=64 ``block_local`` 0.299 -> 0.289 ms,
 ``block_local_causal`` / ``sparse_transformer_block`` 0.300 -> 0.255, ``band(256)`` 0.510 ->
 0.495; D=128 (measured on 4-tile rows only) ``block_local`` 0.612 -> 0.528, ``block_local_causal``
