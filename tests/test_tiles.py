@@ -165,8 +165,8 @@ def test_rows_of_loaded_full_tiles_take_two_stages(monkeypatch: pytest.MonkeyPat
     bl = patternc.load("patternc/stdlib_patterns/block_local.sap")["block_local"]()
     scattered = ir.Band(256) | ir.RandomBlocks(3, 64)
     two = ForwardConfig(*tiles.ROW_RULES[64][1])
-    assert tiles.counts(bl, 4096, 4096, 64, 64, 16).full_runs
-    assert not tiles.counts(scattered, 4096, 4096, 64, 64, 16).full_runs
+    assert tiles.full_runs(bl, 4096, 4096, 16)
+    assert not tiles.full_runs(scattered, 4096, 4096, 16)
     assert tiles.counts(scattered, 4096, 4096, 64, 64, 16).full >= tiles.PIPELINED_ROWS * 64 * 16
     assert forward_choice(scattered, 4096) == two
     assert forward_choice(bl, 4096) != two

@@ -533,7 +533,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
     computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
     sms, smem = sm_resources(device)
-    programs = programs_per_sm(cfg, D, torch.empty(0, dtype=dtype).element_size(), smem)
+    programs = programs_per_sm(cfg, D, dtype.itemsize, smem)
     work = []
     for g in range(G):
         # each head group is its own launch: its split fills the GPU with that group's work alone

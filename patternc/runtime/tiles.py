@@ -31,7 +31,6 @@ class Counts:
     rows: int  # query-block rows with at least one tile
     cols: int  # key-block columns with at least one tile
     heaviest: int  # tiles of the longest query-block row
-    full_runs: bool = False  # every head group's rows list consecutive FULL key blocks (``Runs.bases``)
 
 
 def counts(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: int) -> Counts:
@@ -44,10 +43,9 @@ def counts(node: ir.Node, nq: int, nk: int, block_q: int, block_k: int, heads: i
     fwd, bwd = plan.forward, plan.backward
     row = fwd.num.long() + fwd.full_num.long()
     col = bwd.num.long() + bwd.full_num.long()
-    runs, _ = fwd.full_runs.bases(plan.groups, row.shape[1])
     return Counts(int(fwd.full_num.long().sum()) * per, int(fwd.num.long().sum()) * per,
                   int((row > 0).sum()) * per, int((col > 0).sum()) * per,
-                  int(row.max()) if row.numel() else 0, bool(runs.all()))
+                  int(row.max()) if row.numel() else 0)
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ D=64 they lose there (2.60 -> 2.74 ms)."""
 LONG_ROWS = 48
 PIPELINED_ROWS = 4
 """Short rows at D <= 64 that average at least this many FULL tiles, all computed rather than
-loaded (``Counts.full_runs`` and ``runtime.forward.COMPUTED_BLOCKS``), keep the rule's three
+loaded (:func:`full_runs` and ``runtime.forward.COMPUTED_BLOCKS``), keep the rule's three
 stages: with no index load in the loop the deeper pipeline pays again. H100, bf16, two / three
 stages, two alternating rounds per pattern in one process, ms (``benchmarks/dev/stages_ab.py``,
 ``results/stages_ab_h100_2026-11-23_s13_*``): 64k ``block_local`` (4 FULL tiles a row) 0.281 /
@@ -222,7 +220,7 @@ def forward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
     _, short, most, long = ROW_RULES[d]
     c = counts(node, nq, nk, 64, 64, heads)
     if c.heaviest <= most:
-        return cfg if d == 64 and _pipelined(c) else short
+        return cfg if d == 64 and _pipelined(node, nq, nk, heads, c) else short
     return long if long is not None and _long_rows(c) else cfg
 
 
@@ -250,10 +248,22 @@ def residue_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, cla
     return ROW_RULES[64][1] if counts(node, nq, nk, 64, 64, heads).heaviest <= most else cfg
 
 
-def _pipelined(c: Counts) -> bool:
-    """Whether the rows' FULL tiles are computed and average at least ``PIPELINED_ROWS``."""
+def full_runs(node: ir.Node, nq: int, nk: int, heads: int) -> bool:
+    """Whether every head group's rows of concrete ``node``'s 64x64 plan list consecutive FULL key
+    blocks (``Runs.bases``: the forward computes them instead of loading them)."""
+    from patternc.lower import lower
+
+    plan = lower(node, nq, nk, block_q=64, block_k=64, heads=heads)
+    runs, _ = plan.forward.full_runs.bases(plan.groups, plan.forward.num.shape[1])
+    return bool(runs.all())
+
+
+def _pipelined(node: ir.Node, nq: int, nk: int, heads: int, c: Counts) -> bool:
+    """Whether the rows' FULL tiles (counts ``c`` at 64x64) average at least ``PIPELINED_ROWS``
+    and are computed."""
     forward = importlib.import_module("patternc.runtime.forward")  # the package exports a function forward
-    return bool(forward.COMPUTED_BLOCKS) and c.full_runs and c.full >= PIPELINED_ROWS * c.rows
+    return (c.full >= PIPELINED_ROWS * c.rows and bool(forward.COMPUTED_BLOCKS)
+            and full_runs(node, nq, nk, heads))
 
 
 def _long_rows(c: Counts) -> bool:
