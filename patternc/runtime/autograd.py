@@ -42,9 +42,9 @@ def pattern_node(key: str) -> ir.Node:
     """The node behind an op's pattern argument."""
     node = _REGISTRY.get(key)
     if node is None:
-        import patternc
+        from patternc.frontend import pattern as parse
 
-        node = _REGISTRY.setdefault(key, patternc.pattern(key))
+        node = _REGISTRY.setdefault(key, parse(key))
     return node
 
 

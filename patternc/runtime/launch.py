@@ -5,7 +5,9 @@ argument, hashes the result and looks the kernel up, on every call: with the 40 
 our kernels that is tens of microseconds of host time per launch (measured on the H100 host:
 a 4k-token backward spent ~0.4 ms on the host for 70 us of GPU work), more than a small kernel
 runs. :func:`launch` makes the first call of each *specialization* through Triton, keeps the
-``CompiledKernel`` it returns, and afterwards calls the kernel's launcher directly.
+``CompiledKernel`` it returns, and afterwards calls the kernel's launcher directly. That first
+call also settles the kernel's register budget (``runtime.occupancy``: capped where registers,
+not shared memory, bound the programs per SM).
 
 The specialization key is at least as fine as what Triton specializes on (per tensor its dtype and
 whether its address is 16-byte aligned, per integer whether it is 1, divisible by 16 and fits 32
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from patternc.runtime import occupancy
 from patternc.runtime.cache import env_flag
 
 _ENABLED = env_flag("PATTERNC_FAST_LAUNCH", True)
@@ -90,7 +93,8 @@ class Launcher:
         if key not in self.hits:  # first call of this specialization: Triton binds, compiles or finds it
             if len(self.hits) >= MAX_KEYS:  # many shapes' strides: start over rather than grow
                 self.hits.clear()
-            kernel = self.fn[grid](*args, **kwargs)
+            # registers capped where that fits one more program per SM (``runtime.occupancy``)
+            kernel = self.fn[grid](*args, **kwargs, **occupancy.options(self.fn, grid, args, kwargs, device))
             self.hits[key] = self._compiled(kernel, len(args), kwargs)
             return self.hits[key]
         hit = self.hits[key]
