@@ -76,3 +76,50 @@ def test_backward_after_a_one_row_call(later: int) -> None:
     # nq = 129 wrote delta and the LSE of row 0 only (NaN / wrong dQ)
     for nq in (1, later):
         run_backward(ir.Full(), 1, 1, 1, nq, nq, 16, torch.float16)
+
+
+def _fresh_calls(monkeypatch: pytest.MonkeyPatch, cap: str) -> None:
+    """Register caps on (``"1"``) or off for the next calls, nothing compiled or prepared before."""
+    import importlib
+
+    rf = importlib.import_module("patternc.runtime.forward")
+    rb = importlib.import_module("patternc.runtime.backward")
+    monkeypatch.setenv("PATTERNC_REG_CAP", cap)
+    monkeypatch.setattr(launch, "_LAUNCHERS", {})
+    for f in (rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
+        f.cache_clear()
+    rb._CALLS.clear()
+
+
+def _kernels(name: str) -> list[object]:
+    return [hit.kernel for fn, lau in launch._LAUNCHERS.values() if fn.fn.__name__ == name
+            for hit in lau.hits.values() if hit is not None]
+
+
+@pytest.mark.parametrize("text", ["blocks(256) & causal", "(window(64, 0) | strided(64)) & causal"])
+def test_register_caps_keep_results(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    # runtime.occupancy: a capped kernel computes the same values (bit for bit), and it is capped
+    # exactly where the uncapped kernel's registers, not its shared memory, bind its programs per SM
+    from patternc.runtime import occupancy
+    from patternc.runtime.backward import backward
+    from patternc.runtime.forward import forward
+
+    node = patternc.pattern(text)
+    q, k, v, do = (inputs((1, 4, 8192, 64), i, False) for i in range(4))
+    got, caps, want = {}, {}, set()
+    for cap in ("0", "1"):
+        _fresh_calls(monkeypatch, cap)
+        out, lse = forward(q, k, v, node)
+        got[cap] = (out, *backward(q, k, v, out, lse, do, node))
+        kernels = [x for name in ("attn_fwd", "dkdv_kernel", "dq_kernel") for x in _kernels(name)]
+        assert kernels
+        caps[cap] = sorted(getattr(x.metadata, "maxnreg", None) or 0 for x in kernels)
+        if cap == "0":
+            smem = occupancy.smem_per_sm(torch.cuda.current_device())
+            want = {occupancy.cap_for(x.n_regs, x.metadata.num_warps, x.metadata.shared, smem)
+                    for x in kernels}
+    assert caps["0"] == [0] * len(caps["0"])
+    assert set(caps["1"]) - {0} <= want - {None}  # only the rule's caps (one may spill too much)
+    assert bool(set(caps["1"]) - {0}) == bool(want - {None})  # and at least one where it asks
+    for a, b in zip(got["0"], got["1"]):
+        assert torch.equal(a, b)

@@ -26,10 +26,11 @@ def test_cap_admits_exactly_one_more_program(regs: int, warps: int, shared: int,
     cap = O.cap_for(regs, warps, shared, smem)
     if cap is None:  # registers do not bind, or the budget would be far below the kernel's
         budget = O.REGS_PER_SM // max(1, (by_regs + 1) * 32 * warps) // O.REG_UNIT * O.REG_UNIT
-        assert by_regs == 0 or by_regs >= by_rest or budget < O.MIN_SHARE * regs
+        assert not 0 < by_regs <= O.MAX_PROGRAMS or by_regs >= by_rest or budget < O.MIN_SHARE * regs
         return
     assert cap % O.REG_UNIT == 0 and O.MIN_SHARE * regs <= cap < regs
     assert O.programs(cap, warps, shared, smem)[0] > by_regs and by_regs < by_rest
+    assert by_regs <= O.MAX_PROGRAMS
     assert O.programs(cap + O.REG_UNIT, warps, shared, smem)[0] == by_regs  # the largest such budget
 
 
@@ -40,6 +41,7 @@ def test_h100_kernels() -> None:
     assert O.cap_for(160, 4, 49664, H100_SMEM) == 128  # block-local dK/dV: 3 -> 4
     assert O.cap_for(122, 4, 57344, H100_SMEM) is None  # three stages: shared memory binds at 4
     assert O.cap_for(249, 4, 50176, H100_SMEM) is None  # 168 would be too far below 249
+    assert O.cap_for(72, 4, 0, H100_SMEM) is None  # attn_merge: 7 programs already
 
 
 class Kernel(SimpleNamespace):

@@ -39,6 +39,10 @@ MAX_BLOCKS = 32
 """Most resident blocks per SM (sm_80 to sm_90)."""
 MAX_WARPS = 64
 """Most resident warps per SM (2048 threads, sm_80 to sm_90)."""
+MAX_PROGRAMS = 4
+"""Caps are tried only where registers hold a kernel to at most this many programs per SM (16
+warps at 4 warps each): with more, other programs already hide its loads, and a cap would cost a
+second compile for little (``attn_merge``, 7 -> 8 programs at 64 registers: no change measured)."""
 MIN_SHARE = 0.7
 """A cap below this share of the registers the kernel wanted is not tried: it would spill heavily
 (the backward's dK/dV kernel at 238 -> 128 registers spilled 50-60 words and lost 2-10%)."""
@@ -69,15 +73,15 @@ def programs(regs: int, warps: int, shared: int, smem_per_sm: int) -> tuple[int,
 
 
 def cap_for(regs: int, warps: int, shared: int, smem_per_sm: int) -> int | None:
-    """The most registers per thread that fit one more program than ``regs`` does, where shared
-    memory (and the SM's block and warp slots) have room for it and the budget is at least
-    ``MIN_SHARE`` of ``regs``; None otherwise.
+    """The most registers per thread that fit one more program than ``regs`` does, where registers
+    allow at most ``MAX_PROGRAMS``, shared memory (and the SM's block and warp slots) have room for
+    one more and the budget is at least ``MIN_SHARE`` of ``regs``; None otherwise.
 
         >>> cap_for(127, 4, 40960, 233472), cap_for(122, 4, 57344, 233472), cap_for(160, 4, 49664, 233472)
         (96, None, 128)
     """
     by_regs, by_rest = programs(regs, warps, shared, smem_per_sm)
-    if by_regs >= by_rest or by_regs == 0:
+    if by_regs >= by_rest or not 0 < by_regs <= MAX_PROGRAMS:
         return None
     budget = REGS_PER_SM // ((by_regs + 1) * 32 * warps) // REG_UNIT * REG_UNIT
     return budget if budget >= MIN_SHARE * regs else None
