@@ -168,3 +168,29 @@ def test_stdlib_patterns_forced_residue(file: str, H: int | None) -> None:
         _check_backward(small, 1, H or 2, 1, 97, 150, 32, torch.float32)
         if ir.head_counts(small) > 1:  # a KV head per group: each group's heads written by one step
             _check_backward(small, 1, H or 2, H or 2, 97, 150, 32, torch.float32)
+
+
+WHOLE = ["strided(4) & causal", "dilated(3, 2) | window(2, 1)", "(window(7, 0) | strided(8)) & causal"]
+
+
+@pytest.mark.parametrize("text", WHOLE)
+@pytest.mark.parametrize(("nq", "nk"), [(512, 512), (256, 512), (511, 511), (255, 511)])
+def test_whole_classes_take_the_unmasked_paths(text: str, nq: int, nk: int) -> None:
+    # every class holds whole blocks of rows and keys (512): the residue launches skip the bound
+    # tests (EVEN_N forward, EVEN_Q / EVEN_K backward); one key fewer (511) and the gathered grid
+    # is still whole blocks (ceil(511 / r) = 512 / r), but the last class lacks its last key
+    import importlib
+
+    rf = importlib.import_module("patternc.runtime.forward")
+    node = patternc.pattern(text)
+    _check_forward(node, 1, 2, 1, nq, nk, 16, torch.bfloat16)
+    _check_backward(node, 1, 2, 1, nq, nk, 16, torch.float32)
+    cfg = rf.default_config(nq, nk, 16, torch.bfloat16, True)
+    launches = [la for la in rf._launches(node, 1, 2, 1, nq, nk, 16, torch.bfloat16, "cpu", cfg, "force")
+                if la.res]
+    sites = [site for la in launches for group in la.sites.values() for site in group
+             if site.kwargs.get("RES")]
+    assert launches and sites
+    whole = nk % 2 == 0
+    assert all(site.kwargs["EVEN_N"] == whole for site in sites)
+    assert all(residue.whole_classes(nq, nk, la.res[0]) == (whole, whole) for la in launches)

@@ -1,14 +1,17 @@
-"""Residue launches' grid order and key masks (session 14, issue #6): the forward's gathered
-launches (``RES``) with the residue class as grid axis 2 (main: a class's work items and heads
-run together, classes one after another) against the class varying fastest (``cls``: programs
-running together read neighbouring classes' rows, which are adjacent in memory), and with the key
-bound test dropped where every class has a whole number of key blocks (``even``), rounds
-alternating in one process, outputs compared with main's.
+"""Residue launches' grid order and bound tests (session 14, issue #6): the gathered launches
+(``RES``) as on main (the residue class is grid axis 2: a class's work items and heads run
+together, classes one after another; no bound tests where every class holds whole blocks,
+``residue.whole_classes``) against the class varying fastest (``cls``, forward: programs running
+together read neighbouring classes' rows, which are adjacent in memory) and against session 13's
+bound tests on every residue launch (``masked``: ``EVEN_*`` off, forward and backward), rounds
+alternating in one process, outputs and gradients compared with main's.
 
     RG_N=65536 RG_D=64 python benchmarks/dev/residue_grid_ab.py    # $OUT/residue_grid_ab.json
 
 ``RG_PATTERNS``: ';'-separated stdlib ``file/name`` or ``.sap`` text; ``RG_VARIANTS``:
-``base,cls,even,cls+even``; ``RG_ROUNDS``.
+``base,cls,masked``; ``RG_ROUNDS``; ``RG_BWD=0`` skips the backward.
+(Before whole classes were on main, the variant names were ``even`` / ``cls+even`` for them and
+``base`` / ``cls`` for bound tests: ``results/residue_grid_ab_h100_2026-11-23_s14_n65536_d64.json``.)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import patternc.codegen.forward as gf
 from patternc.runtime import launch
 
 rf = importlib.import_module("patternc.runtime.forward")
+rb = importlib.import_module("patternc.runtime.backward")
 N = int(os.environ.get("RG_N", "65536"))
 D = int(os.environ.get("RG_D", "64"))
 ROUNDS = int(os.environ.get("RG_ROUNDS", "2"))
@@ -33,7 +37,8 @@ PATTERNS = os.environ.get("RG_PATTERNS", "sparse_transformer/sparse_transformer_
                           "dilated_sliding_window/dilated_sliding_window;"
                           "dilated_sliding_window/dilated_sliding_window_causal;"
                           "longformer/longformer_dilated;(window(127, 0) | strided(128)) & causal").split(";")
-VARIANTS = os.environ.get("RG_VARIANTS", "base,cls,even,cls+even").split(",")
+VARIANTS = os.environ.get("RG_VARIANTS", "base,cls,masked").split(",")
+BWD = os.environ.get("RG_BWD", "1") != "0"
 BASE_KERNEL, BASE_VERSION = gf._KERNEL, gf.VERSION
 IDS = """    if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
         pid = tl.program_id(0)
@@ -66,19 +71,19 @@ def _name(fn: Any) -> str:
 
 
 class Variant(launch.Prepared):
-    """A prepared forward launch laid out as ``MODE[0]`` says (grid order, EVEN_N)."""
+    """A prepared launch laid out as ``MODE[0]`` says (grid order, bound tests)."""
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Any, kwargs: dict[str, Any]) -> None:
-        if _name(fn) == "attn_fwd" and kwargs.get("RES"):
-            r, nk_phys = args[-5], args[-1]
-            if "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
+        if kwargs.get("RES"):
+            if _name(fn) == "attn_fwd" and "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
                 grid = (grid[0] * grid[2], grid[1], 1)
-            if "even" in MODE[0] and nk_phys % r == 0 and (nk_phys // r) % 64 == 0:
-                kwargs = {**kwargs, "EVEN_N": True}
+            if "masked" in MODE[0]:
+                kwargs = {**kwargs, **{f: False for f in ("EVEN_N", "EVEN_Q", "EVEN_K") if f in kwargs}}
         super().__init__(fn, grid, args, kwargs)
 
 
 rf.Prepared = Variant  # type: ignore[attr-defined]
+rb.Prepared = Variant  # type: ignore[attr-defined]
 
 
 def use(variant: str) -> None:
@@ -86,19 +91,21 @@ def use(variant: str) -> None:
     template = "cls" if "cls" in variant else "base"
     gf._KERNEL = SOURCES[template]
     gf.VERSION = BASE_VERSION if template == "base" else f"{BASE_VERSION}-{template}"  # type: ignore[assignment]
-    for f in (rf.kernel_module, rf._cached_setup, rf._launches):
+    for f in (rf.kernel_module, rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
         f.cache_clear()
+    rb._CALLS.clear()
 
 
 def main() -> None:
     torch.manual_seed(0)
-    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
+    q, k, v, do = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(4))
     rows: list[dict[str, Any]] = []
     for text in PATTERNS:
         node = node_of(text)
         use("base")
-        ref = rf.forward(q, k, v, node)[0]
-        row: dict[str, Any] = {"pattern": text, "n": N, "d": D, "ms": {}, "err": {}}
+        ref, lse = rf.forward(q, k, v, node)
+        gref = rb.backward(q, k, v, ref, lse, do, node) if BWD else ()
+        row: dict[str, Any] = {"pattern": text, "n": N, "d": D, "ms": {}, "bwd_ms": {}, "err": {}}
         for _ in range(ROUNDS):
             for variant in VARIANTS:
                 use(variant)
@@ -106,6 +113,12 @@ def main() -> None:
                 row["err"][variant] = float((o.float() - ref.float()).abs().max())
                 row["ms"].setdefault(variant, []).append(
                     round(median_ms(lambda node=node: rf.forward(q, k, v, node)), 4))
+                if BWD and variant != "cls":  # cls reorders the forward only
+                    g = rb.backward(q, k, v, ref, lse, do, node)
+                    row["err"][variant] = max(row["err"][variant], *(
+                        float((a.float() - b.float()).abs().max()) for a, b in zip(g, gref)))
+                    row["bwd_ms"].setdefault(variant, []).append(
+                        round(median_ms(lambda n=node, o=ref, s=lse: rb.backward(q, k, v, o, s, do, n)), 4))
         use("base")
         add_row(rows, row, "residue_grid_ab.json")
 

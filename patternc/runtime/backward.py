@@ -491,6 +491,14 @@ summary step is a small grid); 4k ``block_local`` D=64 0.349 / 0.347 / 0.388, D=
 _FUSED: bool | None = None  # None: by FUSE_MAX_PROGRAMS; True / False forces it (tests, A/B timings)
 
 
+def _even(plan: Plan, res: tuple[int, int, int] | None, nq: int, nk: int) -> tuple[bool, bool]:
+    """Whether every query row / key of the launch's blocks exists (the kernels' ``EVEN_Q`` /
+    ``EVEN_K``: unmasked loads): whole blocks, and for a residue launch whole classes
+    (``residue.whole_classes`` of the physical lengths ``nq``, ``nk``)."""
+    rows, keys = residue.whole_classes(nq, nk, res[0]) if res else (True, True)
+    return rows and plan.nq % plan.block_q == 0, keys and plan.nk % plan.block_k == 0
+
+
 def _fused(n_k: int, n_q: int, r: int) -> bool:
     return _FUSED if _FUSED is not None else min(n_k, n_q) * r <= FUSE_MAX_PROGRAMS
 
@@ -517,8 +525,7 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
         sq.items.shape[0], B * H, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
         D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
-        EVEN_Q=res is None and plan.nq % plan.block_q == 0,
-        EVEN_K=res is None and plan.nk % plan.block_k == 0,
+        EVEN_Q=_even(plan, res, nq, nk)[0], EVEN_K=_even(plan, res, nq, nk)[1],
         RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
         K_PARTIAL=bwd.has_partial, K_FULL=bwd.has_full, Q_PARTIAL=fwd.has_partial, Q_FULL=fwd.has_full,
@@ -544,7 +551,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, EVEN_Q=res is None and plan.nq % plan.block_q == 0, HEADS_FAST=sk.n_slots > 0,
+        UPCAST=st.upcast, EVEN_Q=_even(plan, res, nq, nk)[0], HEADS_FAST=sk.n_slots > 0,
         HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv))
     dq = Prepared(
@@ -555,7 +562,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
         fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
-        EVEN_K=res is None and plan.nk % plan.block_k == 0, PREC=st.prec, UPCAST=st.upcast,
+        EVEN_K=_even(plan, res, nq, nk)[1], PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
         num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q))
     return dkdv, dq

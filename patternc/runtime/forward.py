@@ -465,6 +465,8 @@ class _Launch:
         per_group = self.heads // len(self.groups)
         strides = (*q.stride(), *k.stride(), *v.stride(), *out.stride())
         r, u0, off = self.res or (1, 0, 0)
+        # every key of every block exists (residue launches: every class has whole blocks of keys)
+        even_n = self.nk % self.cfg.block_k == 0 and residue.whole_classes(q.shape[2], k.shape[2], r)[1]
         sites = []
         for g, ((idx, fidx), work) in enumerate(zip(self.groups, self.work)):
             if self.modes[g] == writes.SKIP:
@@ -480,8 +482,7 @@ class _Launch:
                 (*s[:5], work.items, idx, fidx, *self.tables, *s[5:],
                  scale * LOG2E, self.nq, self.nk, h0, per_group, self.heads,
                  *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2]),
-                dict(PRED=self.spec.group_pred[g],
-                     EVEN_N=self.res is None and self.nk % self.cfg.block_k == 0, RETURN_LSE=True,
+                dict(PRED=self.spec.group_pred[g], EVEN_N=even_n, RETURN_LSE=True,
                      RES=self.res is not None, ACCUM=self.modes[g] == writes.ADD, HEADS_FAST=heads_fast,
                      RUN_F=work.runs[0], RUN_P=work.runs[1],
                      num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
