@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, median_ms
+from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms
 from suite_core import all_cases, select
 
 from patternc.runtime import launch
@@ -32,9 +32,7 @@ def use(on: bool) -> None:
     """Caps on or off for the next calls: every cache that holds compiled launches cleared."""
     os.environ["PATTERNC_REG_CAP"] = "1" if on else "0"
     launch._LAUNCHERS.clear()
-    for f in (rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
-        f.cache_clear()
-    rb._CALLS.clear()
+    clear_launch_caches()
 
 
 def capped() -> list[str]:
@@ -44,7 +42,7 @@ def capped() -> list[str]:
         for hit in lau.hits.values():
             cap = getattr(getattr(hit, "kernel", None), "metadata", None)
             if cap is not None and getattr(cap, "maxnreg", None):
-                name = getattr(getattr(fn, "fn", None), "__name__", "?")
+                name = kernel_name(fn)
                 kern = hit.kernel
                 out.append(f"{name} maxnreg {cap.maxnreg} regs {kern.n_regs} spills {kern.n_spills}")
     return sorted(set(out))

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, median_ms, node_of
+from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms, node_of
 
 import patternc.codegen.forward as gf
 from patternc.runtime import launch
@@ -42,16 +42,11 @@ BASE_KERNEL, BASE_VERSION = gf._KERNEL, gf.VERSION
 CAP: list[int | None] = [None]
 
 
-def _name(fn: Any) -> str:
-    """A ``@triton.jit`` function's name."""
-    return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "fn", None), "__name__", ""))
-
-
 class Capped(launch.Prepared):
     """A prepared launch that adds ``maxnreg`` for the kernels under test while ``CAP`` is set."""
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Any, kwargs: dict[str, Any]) -> None:
-        if CAP[0] is not None and _name(fn) in FWD_KERNELS + BWD_KERNELS:
+        if CAP[0] is not None and kernel_name(fn) in FWD_KERNELS + BWD_KERNELS:
             kwargs = {**kwargs, "maxnreg": CAP[0]}
         super().__init__(fn, grid, args, kwargs)
 
@@ -80,23 +75,21 @@ def use(template: str, cap: int | None) -> None:
     gf._KERNEL = SOURCES[template]
     gf.VERSION = BASE_VERSION if template == "base" else f"{BASE_VERSION}-{template}"  # type: ignore[assignment]
     CAP[0] = cap
-    for f in (rf.kernel_module, rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
-        f.cache_clear()
-    rb._CALLS.clear()
+    clear_launch_caches()
 
 
 def kernel_stats(names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Registers, spills, shared memory and warps of every compiled kernel named in ``names``."""
     seen = []
     for fn, lau in launch._LAUNCHERS.values():
-        if _name(fn) not in names:
+        if kernel_name(fn) not in names:
             continue
         for hit in lau.hits.values():
             if hit is None:
                 continue
             k = hit.kernel
             meta = k.metadata
-            stat = {"kernel": _name(fn), "regs": getattr(k, "n_regs", None),
+            stat = {"kernel": kernel_name(fn), "regs": getattr(k, "n_regs", None),
                     "spills": getattr(k, "n_spills", None), "shared": meta.shared, "warps": meta.num_warps,
                     "stages": meta.num_stages, "maxnreg": getattr(meta, "maxnreg", None)}
             if stat not in seen:

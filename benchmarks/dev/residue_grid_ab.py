@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, median_ms, node_of
+from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms, node_of
 
 import patternc.codegen.forward as gf
 from patternc.runtime import launch
@@ -66,16 +66,12 @@ SOURCES = {"base": BASE_KERNEL, "cls": BASE_KERNEL.replace(IDS, CLS_IDS)}
 MODE = ["base"]
 
 
-def _name(fn: Any) -> str:
-    return str(getattr(getattr(fn, "fn", None), "__name__", ""))
-
-
 class Variant(launch.Prepared):
     """A prepared launch laid out as ``MODE[0]`` says (grid order, bound tests)."""
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Any, kwargs: dict[str, Any]) -> None:
         if kwargs.get("RES"):
-            if _name(fn) == "attn_fwd" and "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
+            if kernel_name(fn) == "attn_fwd" and "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
                 grid = (grid[0] * grid[2], grid[1], 1)
             if "masked" in MODE[0]:
                 kwargs = {**kwargs, **{f: False for f in ("EVEN_N", "EVEN_Q", "EVEN_K") if f in kwargs}}
@@ -91,9 +87,7 @@ def use(variant: str) -> None:
     template = "cls" if "cls" in variant else "base"
     gf._KERNEL = SOURCES[template]
     gf.VERSION = BASE_VERSION if template == "base" else f"{BASE_VERSION}-{template}"  # type: ignore[assignment]
-    for f in (rf.kernel_module, rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
-        f.cache_clear()
-    rb._CALLS.clear()
+    clear_launch_caches()
 
 
 def main() -> None:
