@@ -512,6 +512,7 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
     cfg, plan, sk, sq = st.cfg, st.plan, st.sk, st.sq
     fwd, bwd = plan.forward, plan.backward
     r, u0, off = res or (1, 0, 0)
+    even = _even(plan, res, nq, nk)
     return Prepared(
         st.module.bwd_kernel, (n_k + sq.items.shape[0] * B * H, r), (
         *_SLOTS,
@@ -525,8 +526,7 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
         sq.items.shape[0], B * H, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM1=cfg.bm1, BN1=cfg.bn1, BM2=cfg.bm2, BN2=cfg.bn2,
         D=D, DP=st.dp, PREC=st.prec, UPCAST=st.upcast,
-        EVEN_Q=_even(plan, res, nq, nk)[0], EVEN_K=_even(plan, res, nq, nk)[1],
-        RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
+        EVEN_Q=even[0], EVEN_K=even[1], RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
         K_PARTIAL=bwd.has_partial, K_FULL=bwd.has_full, Q_PARTIAL=fwd.has_partial, Q_FULL=fwd.has_full,
         num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1]))
@@ -543,6 +543,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
     r, u0, off = res or (1, 0, 0)
     common = (scale, scale * gen.LOG2E, *t.q.stride()[:3], *t.k.stride()[:3], *t.v.stride()[:3],
               *t.do.stride()[:3])
+    even = _even(plan, res, nq, nk)
     dkdv = Prepared(
         st.module.dkdv_kernel, _grid(B * HKV, sk, r), (
         s.q, s.k, s.v, s.do, s.lse2, s.delta, s.dk, s.dv, s.kbuf, bwd.num, _nonempty(bwd.idx), bwd.full_num,
@@ -551,7 +552,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, EVEN_Q=_even(plan, res, nq, nk)[0], HEADS_FAST=sk.n_slots > 0,
+        UPCAST=st.upcast, EVEN_Q=even[0], HEADS_FAST=sk.n_slots > 0,
         HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv))
     dq = Prepared(
@@ -562,7 +563,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_q_blocks, fwd.idx.shape[-1],
         fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
-        EVEN_K=_even(plan, res, nq, nk)[1], PREC=st.prec, UPCAST=st.upcast,
+        EVEN_K=even[1], PREC=st.prec, UPCAST=st.upcast,
         HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
         num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q))
     return dkdv, dq
