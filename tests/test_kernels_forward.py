@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import patternc
 from patternc import ir, reference
 from patternc.plan import BlockTables, Plan
-from patternc.runtime import attention, order
+from patternc.runtime import attention, order, reset
 from patternc.runtime.forward import ForwardConfig, forward, predicate_mask, work_items
 
 from .strategies import lengths, patterns
@@ -371,14 +371,12 @@ def test_consecutive_blocks_are_computed_and_match_loaded_ones(monkeypatch: pyte
     out = {}
     for on in (True, False):
         monkeypatch.setattr(fwd, "COMPUTED_BLOCKS", on)
-        fwd._cached_setup.cache_clear()
-        fwd._launches.cache_clear()
+        reset()
         out[on] = fwd.forward(q, k, v, node, residue_mode="off")
         launch = fwd._launches(node, 1, 4, 4, 200, 200, 32, torch.float32, "cpu",
                                fwd.default_config(200, 200, 32, torch.float32, True), "off")[0]
         assert any(any(w.runs) for w in launch.work) == on
-    fwd._cached_setup.cache_clear()
-    fwd._launches.cache_clear()
+    reset()
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
     ref = reference.attention(q, k, v, node)
     torch.testing.assert_close(out[True][0], ref, atol=TOL[torch.float32], rtol=0)

@@ -12,7 +12,7 @@ import torch
 
 import patternc
 from patternc import ir
-from patternc.runtime import launch
+from patternc.runtime import launch, reset
 from patternc.runtime.expand import expand_runs
 
 from .test_backward_gpu import run as run_backward
@@ -80,20 +80,9 @@ def test_backward_after_a_one_row_call(later: int) -> None:
 
 def _fresh_calls(monkeypatch: pytest.MonkeyPatch, cap: str) -> None:
     """Register caps on (``"1"``) or off for the next calls, nothing compiled or prepared before."""
-    import importlib
-
-    rf = importlib.import_module("patternc.runtime.forward")
-    rb = importlib.import_module("patternc.runtime.backward")
     monkeypatch.setenv("PATTERNC_REG_CAP", cap)
     monkeypatch.setattr(launch, "_LAUNCHERS", {})
-    for f in (rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
-        f.cache_clear()
-    rb._CALLS.clear()
-
-
-def _kernels(name: str) -> list[object]:
-    return [hit.kernel for fn, lau in launch._LAUNCHERS.values() if fn.fn.__name__ == name
-            for hit in lau.hits.values() if hit is not None]
+    reset()
 
 
 @pytest.mark.parametrize("text", ["blocks(256) & causal", "(window(64, 0) | strided(64)) & causal"])
@@ -111,7 +100,8 @@ def test_register_caps_keep_results(monkeypatch: pytest.MonkeyPatch, text: str) 
         _fresh_calls(monkeypatch, cap)
         out, lse = forward(q, k, v, node)
         got[cap] = (out, *backward(q, k, v, out, lse, do, node))
-        kernels = [x for name in ("attn_fwd", "dkdv_kernel", "dq_kernel") for x in _kernels(name)]
+        kernels = [x for name, x in launch.compiled_kernels()
+                   if name in ("attn_fwd", "dkdv_kernel", "dq_kernel")]
         assert kernels
         caps[cap] = sorted(getattr(x.metadata, "maxnreg", None) or 0 for x in kernels)
         if cap == "0":

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from patternc.runtime import launch as L
 from patternc.runtime import occupancy as O
+from patternc.runtime import reset
 
 from .test_launch import FakeJit
 
@@ -97,9 +98,14 @@ def test_the_first_launch_compiles_under_the_cap(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(L, "_stream", lambda device: 77)
     monkeypatch.setattr(L, "_hooks", lambda: (None, None))
+    monkeypatch.setattr(L, "_LAUNCHERS", {})
     fn = WarmJit(127, 0)
+    fn.__name__ = "attn_fwd"
     x = torch.zeros(16)
     L.launch(fn, (4,), x, 5, 7, PRED=1, num_warps=4)
     L.launch(fn, (4,), x, 21, 7, PRED=1, num_warps=4)  # same specialization: direct, no compile
     assert [kw.get("maxnreg") for _, _, kw in fn.slow] == [96]
     assert len(fn.compiled.calls) == 1
+    assert L.compiled_kernels() == [("attn_fwd", fn.compiled)]  # what ran, by name
+    reset()  # the next call decides again
+    assert L.compiled_kernels() == []

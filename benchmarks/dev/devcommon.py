@@ -21,21 +21,6 @@ from suite import configure_dynamo
 B, H, DT = 1, 16, torch.bfloat16
 
 
-def kernel_name(fn: Any) -> str:
-    """The name of a ``@triton.jit`` function."""
-    return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "fn", None), "__name__", ""))
-
-
-def clear_launch_caches() -> None:
-    """Forget every forward / backward set-up, prepared launch and cached backward call, so that
-    the next calls build them again (after a change to a template, a switch or a monkeypatch)."""
-    rf = importlib.import_module("patternc.runtime.forward")
-    rb = importlib.import_module("patternc.runtime.backward")
-    for f in (rf.kernel_module, rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
-        f.cache_clear()
-    rb._CALLS.clear()
-
-
 def median_ms(fn: Callable[[], Any]) -> float:
     """``triton.testing.do_bench`` median of ``fn`` in ms (L2 flushed between runs)."""
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))

@@ -15,10 +15,11 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms
+from devcommon import DT, H, add_row, median_ms
 from suite_core import all_cases, select
 
-from patternc.runtime import launch
+from patternc.runtime import reset
+from patternc.runtime.launch import compiled_kernels
 
 rf = importlib.import_module("patternc.runtime.forward")
 rb = importlib.import_module("patternc.runtime.backward")
@@ -31,21 +32,13 @@ ONLY = [s for s in os.environ.get("RC_ONLY", "").split(";") if s]
 def use(on: bool) -> None:
     """Caps on or off for the next calls: every cache that holds compiled launches cleared."""
     os.environ["PATTERNC_REG_CAP"] = "1" if on else "0"
-    launch._LAUNCHERS.clear()
-    clear_launch_caches()
+    reset()
 
 
 def capped() -> list[str]:
     """The compiled kernels of this process that run under a register cap."""
-    out = []
-    for fn, lau in launch._LAUNCHERS.values():
-        for hit in lau.hits.values():
-            cap = getattr(getattr(hit, "kernel", None), "metadata", None)
-            if cap is not None and getattr(cap, "maxnreg", None):
-                name = kernel_name(fn)
-                kern = hit.kernel
-                out.append(f"{name} maxnreg {cap.maxnreg} regs {kern.n_regs} spills {kern.n_spills}")
-    return sorted(set(out))
+    return sorted({f"{name} maxnreg {k.metadata.maxnreg} regs {k.n_regs} spills {k.n_spills}"
+                   for name, k in compiled_kernels() if getattr(k.metadata, "maxnreg", None)})
 
 
 def main() -> None:

@@ -20,10 +20,11 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms, node_of
+from devcommon import DT, H, add_row, median_ms, node_of
 
 import patternc.codegen.forward as gf
-from patternc.runtime import launch
+from patternc.runtime import launch, reset
+from patternc.runtime.launch import compiled_kernels, name_of
 
 rf = importlib.import_module("patternc.runtime.forward")
 rb = importlib.import_module("patternc.runtime.backward")
@@ -46,7 +47,7 @@ class Capped(launch.Prepared):
     """A prepared launch that adds ``maxnreg`` for the kernels under test while ``CAP`` is set."""
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Any, kwargs: dict[str, Any]) -> None:
-        if CAP[0] is not None and kernel_name(fn) in FWD_KERNELS + BWD_KERNELS:
+        if CAP[0] is not None and name_of(fn) in FWD_KERNELS + BWD_KERNELS:
             kwargs = {**kwargs, "maxnreg": CAP[0]}
         super().__init__(fn, grid, args, kwargs)
 
@@ -75,31 +76,22 @@ def use(template: str, cap: int | None) -> None:
     gf._KERNEL = SOURCES[template]
     gf.VERSION = BASE_VERSION if template == "base" else f"{BASE_VERSION}-{template}"  # type: ignore[assignment]
     CAP[0] = cap
-    clear_launch_caches()
+    reset()  # set-ups, prepared launches and compiled launchers: the next calls show this variant's
 
 
 def kernel_stats(names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Registers, spills, shared memory and warps of every compiled kernel named in ``names``."""
     seen = []
-    for fn, lau in launch._LAUNCHERS.values():
-        if kernel_name(fn) not in names:
+    for name, k in compiled_kernels():
+        if name not in names:
             continue
-        for hit in lau.hits.values():
-            if hit is None:
-                continue
-            k = hit.kernel
-            meta = k.metadata
-            stat = {"kernel": kernel_name(fn), "regs": getattr(k, "n_regs", None),
-                    "spills": getattr(k, "n_spills", None), "shared": meta.shared, "warps": meta.num_warps,
-                    "stages": meta.num_stages, "maxnreg": getattr(meta, "maxnreg", None)}
-            if stat not in seen:
-                seen.append(stat)
+        meta = k.metadata
+        stat = {"kernel": name, "regs": getattr(k, "n_regs", None), "spills": getattr(k, "n_spills", None),
+                "shared": meta.shared, "warps": meta.num_warps, "stages": meta.num_stages,
+                "maxnreg": getattr(meta, "maxnreg", None)}
+        if stat not in seen:
+            seen.append(stat)
     return seen
-
-
-def clear_stats() -> None:
-    for _fn, lau in launch._LAUNCHERS.values():
-        lau.hits.clear()
 
 
 def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor) -> dict[str, Any]:
@@ -113,7 +105,6 @@ def row(text: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.
         for template, cap in variants:
             key = f"{template} {cap}"
             use(template, cap)
-            clear_stats()
             try:
                 o, _ = rf.forward(q, k, v, node)
                 err = float((o.float() - ref.float()).abs().max())

@@ -21,10 +21,10 @@ import os
 from typing import Any
 
 import torch
-from devcommon import DT, H, add_row, clear_launch_caches, kernel_name, median_ms, node_of
+from devcommon import DT, H, add_row, median_ms, node_of
 
 import patternc.codegen.forward as gf
-from patternc.runtime import launch
+from patternc.runtime import launch, reset
 
 rf = importlib.import_module("patternc.runtime.forward")
 rb = importlib.import_module("patternc.runtime.backward")
@@ -71,7 +71,7 @@ class Variant(launch.Prepared):
 
     def __init__(self, fn: Any, grid: tuple[int, ...], args: Any, kwargs: dict[str, Any]) -> None:
         if kwargs.get("RES"):
-            if kernel_name(fn) == "attn_fwd" and "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
+            if launch.name_of(fn) == "attn_fwd" and "cls" in MODE[0] and not kwargs["HEADS_FAST"]:
                 grid = (grid[0] * grid[2], grid[1], 1)
             if "masked" in MODE[0]:
                 kwargs = {**kwargs, **{f: False for f in ("EVEN_N", "EVEN_Q", "EVEN_K") if f in kwargs}}
@@ -87,7 +87,7 @@ def use(variant: str) -> None:
     template = "cls" if "cls" in variant else "base"
     gf._KERNEL = SOURCES[template]
     gf.VERSION = BASE_VERSION if template == "base" else f"{BASE_VERSION}-{template}"  # type: ignore[assignment]
-    clear_launch_caches()
+    reset()
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from devcommon import DT, H, add_row, median_ms
 from suite_core import all_cases, select
 
 from patternc import ir
-from patternc.runtime import tiles
+from patternc.runtime import reset, tiles
 from patternc.runtime.forward import ForwardConfig
 
 rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
@@ -51,8 +51,7 @@ def use(knobs: dict[str, int]) -> None:
     """``runtime.forward``'s constants as in ``knobs`` (the rest at their defaults)."""
     for a, default in DEFAULTS.items():
         setattr(rf, a, knobs.get(a, default))
-    rf._cached_setup.cache_clear()
-    rf._launches.cache_clear()
+    reset()
 
 
 def shape(node: ir.Node, cfg: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ if not torch.cuda.is_available():
 from patternc import ir
 from patternc.runtime.forward import check_inputs, forward
 
-__all__ = ["as_node", "attention", "forward"]
+__all__ = ["as_node", "attention", "forward", "reset"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -29,6 +29,24 @@ def _parse(text: str) -> ir.Node:
 
     node: ir.Node = parse(text)
     return node
+
+
+def reset() -> None:
+    """Forget every forward / backward set-up, prepared launch, cached backward call and compiled
+    launcher of this process, so that the next calls build and decide them again: after changing
+    a switch read when they are built (``PATTERNC_REG_CAP``, ``forward.COMPUTED_BLOCKS``, ...) or
+    the generated templates (tests, A/B timings). Compiled binaries stay in Triton's caches."""
+    import importlib
+
+    from patternc.runtime import launch
+
+    # by module name: the package's ``forward`` is the function, not the module
+    rf = importlib.import_module("patternc.runtime.forward")
+    rb = importlib.import_module("patternc.runtime.backward")
+    for f in (rf.kernel_module, rf._cached_setup, rf._launches, rb._cached_setup, rb._setups):
+        f.cache_clear()
+    rb._CALLS.clear()
+    launch._LAUNCHERS.clear()
 
 
 def as_node(pattern: Any) -> ir.Node:

@@ -273,6 +273,18 @@ def launcher(fn: Any) -> Launcher:
     return hit[1]
 
 
+def name_of(fn: Any) -> str:
+    """The name of a ``@triton.jit`` function (or of a stand-in with ``__name__``)."""
+    return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "fn", None), "__name__", ""))
+
+
+def compiled_kernels() -> list[tuple[str, Any]]:
+    """(function name, Triton ``CompiledKernel``) of every kernel this process has launched
+    directly: their registers, spills, shared memory and launch options (``metadata.maxnreg``)."""
+    return [(name_of(fn), hit.kernel) for fn, lau in _LAUNCHERS.values() for hit in lau.hits.values()
+            if hit is not None]
+
+
 def launch(fn: Any, grid: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
     """``fn[grid](*args, **kwargs)``, directly after the first call of each specialization."""
     launcher(fn)(grid, *args, **kwargs)
