@@ -224,3 +224,35 @@ def test_warm_up_workers_get_every_case_exactly_once(jobs: int) -> None:
     o = suite.parser().parse_args(argv)
     assert o.warm_only and o.no_dense and o.fwd_only and o.n == [4096] and o.d == [128]
     assert names(sc.select(CASES, o.only)) == chunks[0]  # exact names pick exactly the chunk
+
+
+@pytest.mark.parametrize("n", [1024, 1000])
+def test_design_anchor_mask_mods_are_the_anchor_patterns(n: int) -> None:
+    """benchmarks/design_anchors.py times FlexAttention on DESIGN.md's tensor-reading mask_mods:
+    each must be exactly its anchor pattern (the reference's dense mask), random blocks included."""
+    import design_anchors
+    import torch
+
+    from patternc.reference import mask
+
+    mods = design_anchors.design_mods(n, "cpu")
+    q, k, zero = torch.arange(n)[:, None], torch.arange(n)[None, :], torch.zeros((), dtype=torch.int64)
+    for name, node in PATTERNS.items():
+        got = mods[name](zero, zero, q, k)
+        assert got.shape == (n, n)
+        assert bool((got == mask(node, n)).all()), name
+
+
+def test_design_anchor_table_has_ratios_and_checks() -> None:
+    import design_anchors
+
+    row = dict(pattern="band(256) | global([0..16])", N=65536, D=64, nnz=10**9)
+    for p in ("fwd", "bwd"):
+        row.update({f"ours_{p}_ms": 1.0, f"design_{p}_ms": 20.0, f"to_flex_{p}_ms": 3.0})
+    row.update(design_fwd_max_abs_err=0.004, to_flex_fwd_max_abs_err=0.004,
+               design_bwd_max_rel_err={"dq": 0.01}, to_flex_bwd_max_rel_err={"dq": 0.01})
+    text = design_anchors.line(row)
+    assert text.count("|") - text.count("\\|") == 13
+    assert "20.00x" in text and "3.00x" in text and text.rstrip(" |").endswith("ok")
+    row["to_flex_bwd_max_rel_err"] = {"dq": 0.5}
+    assert design_anchors.line(row).rstrip(" |").endswith("WRONG")
