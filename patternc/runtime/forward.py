@@ -507,6 +507,9 @@ but the gathered launch of ``strided(256) & causal`` 0.290 / 0.263, so residue l
 their blocks. (A block-local kernel without work items,
 ``benchmarks/dev/tma_fwd.py``, gains more from the same change: 0.240 -> 0.220 ms.)"""
 
+COMPUTED_RESIDUE = False
+"""Residue launches compute consecutive key blocks too (A/B timings: ``benchmarks/dev/stride_ab.py``)."""
+
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
     # an index table with no columns still needs a valid pointer and row stride (never read)
@@ -532,7 +535,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
-    computed = COMPUTED_BLOCKS and res is None  # gathered launches load them: see COMPUTED_BLOCKS
+    computed = COMPUTED_BLOCKS and (res is None or COMPUTED_RESIDUE)  # see COMPUTED_BLOCKS
     sms, smem = sm_resources(device)
     programs = programs_per_sm(cfg, D, dtype.itemsize, smem)
     work = []
