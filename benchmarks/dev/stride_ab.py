@@ -52,7 +52,7 @@ def main() -> None:
     torch.manual_seed(0)
     q, k, v = (torch.randn(B, H, N, D, device="cuda", dtype=DT) for _ in range(3))
     rows: list[dict[str, Any]] = []
-    names = [(None, False), *itertools.product(CONFIGS, (False, True))]
+    names = list(itertools.product([None, *CONFIGS], (False, True)))
     for text in PATTERNS:
         node = node_of(text)
         variant(None, False)
