@@ -382,12 +382,25 @@ def test_consecutive_blocks_are_computed_and_match_loaded_ones(monkeypatch: pyte
     torch.testing.assert_close(out[True][0], ref, atol=TOL[torch.float32], rtol=0)
 
 
-def test_residue_launches_load_their_blocks() -> None:
-    # gathered launches keep loading block indices (COMPUTED_BLOCKS: slower there on the H100)
+@pytest.mark.parametrize("text", ["(window(63, 0) | strided(16)) & causal", "strided(16) & causal",
+                                  "dilated(30, 2) | global([0])"])
+def test_residue_launches_compute_their_blocks_and_match_loaded_ones(monkeypatch: pytest.MonkeyPatch,
+                                                                     text: str) -> None:
+    # gathered launches compute consecutive key blocks too (COMPUTED_BLOCKS), with the same bits
     fwd = importlib.import_module("patternc.runtime.forward")
-    node = patternc.pattern("(window(63, 0) | strided(16)) & causal")
+    node = patternc.pattern(text)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 400, 32) for _ in range(3))
     cfg = fwd.default_config(400, 400, 32, torch.float32, True)
-    launches = fwd._launches(node, 1, 4, 4, 400, 400, 32, torch.float32, "cpu", cfg, "force")
-    assert len(launches) > 1 and launches[0].res is None
-    assert any(any(w.runs) for w in launches[0].work)
-    assert not any(any(w.runs) for launch in launches[1:] for w in launch.work)
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(fwd, "COMPUTED_BLOCKS", on)
+        reset()
+        out[on] = fwd.forward(q, k, v, node, residue_mode="force")
+        launches = fwd._launches(node, 1, 4, 4, 400, 400, 32, torch.float32, "cpu", cfg, "force")
+        gathered = [launch for launch in launches if launch.res is not None]
+        assert gathered and any(any(w.runs) for launch in gathered for w in launch.work) == on
+    reset()
+    assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
+    ref = reference.attention(q, k, v, node)
+    torch.testing.assert_close(out[True][0], ref, atol=TOL[torch.float32], rtol=0)

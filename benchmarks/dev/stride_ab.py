@@ -1,13 +1,15 @@
-"""``sparse_transformer_stride``'s residue launch against its memory floor (session 15, issue #6).
+"""Residue launches: tiles' stages x key blocks computed or loaded (session 15, issue #6).
 
 ``benchmarks/dev/roofline.py`` found that moving the bytes of ``strided(256) & causal`` at 64k in
 the order of its gathered launch takes 0.202 ms, only 2% more than the contiguous order of
-``blocks(256) & causal`` (0.198), while our forwards take 0.253 and 0.223. The two launches differ
-in their tiles' pipeline (``tiles.residue_rows``: two stages; the block-local rows keep three) and in
-how a program finds its key blocks (computed from the work row for plain launches,
-``forward.COMPUTED_BLOCKS``; loaded for gathered ones). This times the gathered launch with each
-combination, rounds alternating, each checked against the default's output (``block_local_causal``,
-which has no gathered launch, gives the same process's reference and its spread).
+``blocks(256) & causal`` (0.198), while our forwards took 0.253 and 0.223. Until session 15 the
+gathered launches loaded every key block index from the tables, where plain launches compute
+consecutive ones from the work row (``forward.COMPUTED_BLOCKS``). This times residue patterns'
+forwards at the rule's tiles and at each ``SA_CONFIGS`` config (gathered launches only), with key
+blocks computed (``COMPUTED_BLOCKS`` on: since session 15 every launch of the call; the session
+15 runs switched the gathered launches alone) or loaded (off), rounds alternating, each checked
+against the default's output. ``block_local_causal`` has no gathered launch: the same process's
+reference and its spread.
 
     SA_CONFIGS='64,64,4,1;64,64,4,2;64,64,4,3' SA_ROUNDS=3 python benchmarks/dev/stride_ab.py
 """
@@ -38,10 +40,10 @@ ROUNDS = int(os.environ.get("SA_ROUNDS", "3"))
 
 
 def variant(cfg: tuple[int, ...] | None, computed: bool) -> None:
-    """Gathered launches at ``cfg`` (None: the rule's) with computed or loaded key blocks."""
+    """Gathered launches at ``cfg`` (None: the rule's), key blocks computed or loaded."""
     real = VARIANT_BASE
     fw._residue_config = real if cfg is None else (lambda *a, c=cfg: fw.ForwardConfig(*c, split=1 << 30))
-    fw.COMPUTED_RESIDUE = computed
+    fw.COMPUTED_BLOCKS = computed
     patternc.runtime.reset()
 
 
@@ -55,7 +57,7 @@ def main() -> None:
     names = list(itertools.product([None, *CONFIGS], (False, True)))
     for text in PATTERNS:
         node = node_of(text)
-        variant(None, False)
+        variant(None, True)
         ref = fw.forward(q, k, v, node)[0]
         r: dict[str, Any] = {"pattern": text, "n": N, "d": D, "ms": {}, "err": {}}
         for _ in range(ROUNDS):
@@ -66,7 +68,7 @@ def main() -> None:
                 r["err"][key] = float((out.float() - ref.float()).abs().max())
                 ms = median_ms(lambda node=node: fw.forward(q, k, v, node))  # type: ignore[misc]
                 r["ms"].setdefault(key, []).append(round(ms, 4))
-        variant(None, False)
+        variant(None, True)
         rows.append(r)
         for key, ms in r["ms"].items():
             print(f"{text:52s} {key:28s} {ms} err {r['err'][key]:.2g}", flush=True)

@@ -499,16 +499,18 @@ _SLOTS = tuple(Slot(i) for i in range(8))  # q, k, v, out, lse and the split row
 
 COMPUTED_BLOCKS = True
 """Rows whose key blocks are consecutive compute them from the WORK row (``Work.runs``); False
-loads every index from the tables (tests, A/B timings; clear ``_cached_setup``, ``_launches``).
-Plain launches only: H100, 64k, D=64, computed / loaded, two alternating rounds, ms
+loads every index from the tables (tests, A/B timings; then ``patternc.runtime.reset()``).
+H100, 64k, D=64, computed / loaded, ms. Plain launches, two alternating rounds
 (``benchmarks/dev/computed_ab.py``, ``results/computed_ab_h100_2026-11-23_s12_8e9b08e_*``):
-``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66;
-but the gathered launch of ``strided(256) & causal`` 0.290 / 0.263, so residue launches load
-their blocks. (A block-local kernel without work items,
-``benchmarks/dev/tma_fwd.py``, gains more from the same change: 0.240 -> 0.220 ms.)"""
-
-COMPUTED_RESIDUE = False
-"""Residue launches compute consecutive key blocks too (A/B timings: ``benchmarks/dev/stride_ab.py``)."""
+``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66.
+Residue launches, the lower of two rounds (``benchmarks/dev/stride_ab.py``,
+``results/stride_ab_h100_2026-11-23_s15_residue_n65536_d64.json``): ``longformer_dilated``
+0.753 / 0.812, ``longformer_heads`` 0.729 / 0.765, ``(window(127, 0) | strided(128)) & causal``
+0.621 / 0.655, ``dilated_sliding_window`` 0.505 / 0.523, ``dilated(256, 2) | global([0..16])``
+0.800 / 0.806; the Sparse Transformer's ``strided`` family ties (session 12 had measured them
+slower with computed blocks, before the residue launches' two-stage rule and whole classes).
+(A block-local kernel without work items, ``benchmarks/dev/tma_fwd.py``, gains more from the same
+change: 0.240 -> 0.220 ms.)"""
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -535,7 +537,6 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
     groups = tuple((_rows(fw.idx[g]), _rows(fw.full_idx[g])) for g in range(G))
     num, full_num = fw.num.cpu().numpy(), fw.full_num.cpu().numpy()
     (run_p, base_p), (run_f, base_f) = (r.bases(G, num.shape[1]) for r in (fw.runs, fw.full_runs))
-    computed = COMPUTED_BLOCKS and (res is None or COMPUTED_RESIDUE)  # see COMPUTED_BLOCKS
     sms, smem = sm_resources(device)
     programs = programs_per_sm(cfg, D, dtype.itemsize, smem)
     work = []
@@ -547,7 +548,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
-                         (bool(run_f[g]) and computed, bool(run_p[g]) and computed)))
+                         (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS)))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
