@@ -503,7 +503,7 @@ loads every index from the tables (tests, A/B timings; then ``patternc.runtime.r
 H100, 64k, D=64, computed / loaded, ms. Plain launches, two alternating rounds
 (``benchmarks/dev/computed_ab.py``, ``results/computed_ab_h100_2026-11-23_s12_8e9b08e_*``):
 ``blocks(256) & causal`` 0.235 / 0.242, ``blocks(256)`` 0.286 / 0.291, ``causal`` 20.08 / 20.66.
-Residue launches, the lower of two rounds (``benchmarks/dev/stride_ab.py``,
+Residue launches, the lower of two rounds (``benchmarks/dev/computed_ab.py``,
 ``results/stride_ab_h100_2026-11-23_s15_residue_n65536_d64.json``): ``longformer_dilated``
 0.753 / 0.812, ``longformer_heads`` 0.729 / 0.765, ``(window(127, 0) | strided(128)) & causal``
 0.621 / 0.655, ``dilated_sliding_window`` 0.505 / 0.523, ``dilated(256, 2) | global([0..16])``
