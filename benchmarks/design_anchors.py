@@ -178,11 +178,7 @@ def main() -> None:
         print(line(result["rows"][-1]), flush=True)
         if opts.json:
             suite.write_json(opts.json, result)
-    text = markdown(result)
-    if opts.md:
-        with open(opts.md, "w") as f:
-            f.write(text)
-    print(text)
+    suite.emit(markdown(result), opts.md)
 
 
 if __name__ == "__main__":

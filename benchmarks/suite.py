@@ -558,9 +558,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             write_json(opts.json, result)
     else:
         result = run(opts, argv)
-    text = markdown(result)
-    if opts.md:
-        with open(opts.md, "w") as f:
+    emit(markdown(result), opts.md)
+
+
+def emit(text: str, md_path: str | None) -> None:
+    """Print a report and, given a path, write it there too."""
+    if md_path:
+        with open(md_path, "w") as f:
             f.write(text)
     print(text)
 
