@@ -40,14 +40,9 @@ PATTERNS = os.environ.get("RG_PATTERNS", "sparse_transformer/sparse_transformer_
 VARIANTS = os.environ.get("RG_VARIANTS", "base,cls,masked").split(",")
 BWD = os.environ.get("RG_BWD", "1") != "0"
 BASE_KERNEL, BASE_VERSION = gf._KERNEL, gf.VERSION
-IDS = """    if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
-        pid = tl.program_id(0)
-        w = tl.program_id(1)
-    else:  # work items vary fastest: neighbouring programs share one head's K / V blocks in L2
-        w = tl.program_id(0)
-        pid = tl.program_id(1)
-    res_c = tl.program_id(2)
-"""
+# the template's program ids, read from it (the variant below replaces exactly this text)
+_FIRST, _LAST = "    if HEADS_FAST:", "    res_c = tl.program_id(2)\n"
+IDS = BASE_KERNEL[BASE_KERNEL.index(_FIRST):BASE_KERNEL.index(_LAST) + len(_LAST)]
 CLS_IDS = """    if HEADS_FAST:  # split heavy rows: every head's slices start in the first wave
         pid = tl.program_id(0)
         w = tl.program_id(1)
@@ -61,7 +56,6 @@ CLS_IDS = """    if HEADS_FAST:  # split heavy rows: every head's slices start i
         pid = tl.program_id(1)
         res_c = tl.program_id(2)
 """
-assert IDS in BASE_KERNEL
 SOURCES = {"base": BASE_KERNEL, "cls": BASE_KERNEL.replace(IDS, CLS_IDS)}
 MODE = ["base"]
 
