@@ -7,6 +7,7 @@ the kernel alone, whatever the lowering does) and ``patternc.lower`` (the librar
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import os
 
@@ -404,3 +405,33 @@ def test_residue_launches_compute_their_blocks_and_match_loaded_ones(monkeypatch
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
     ref = reference.attention(q, k, v, node)
     torch.testing.assert_close(out[True][0], ref, atol=TOL[torch.float32], rtol=0)
+
+
+@pytest.mark.parametrize(("text", "mode", "split"), [
+    ("blocks(64) & causal", "off", 0), ("band(40) | global([0, 1])", "off", 2),
+    ("heads(blocks(32), window(50, 0)) & causal", "off", 0), ("strided(4) & causal", "force", 0),
+    ("(window(63, 0) | strided(16)) & causal", "force", 0)])
+def test_one_loop_over_both_kinds_matches_a_loop_per_kind(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                          mode: str, split: int) -> None:
+    # Work.mixed: rows listing FULL and PARTIAL blocks walk them in one loop (ONE_LOOP), with
+    # blocks computed or loaded, plain or gathered, whole rows or split ones; the same bits as a
+    # loop per kind, and the reference's attention
+    fwd = importlib.import_module("patternc.runtime.forward")
+    node = patternc.pattern(text)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 300, 32) for _ in range(3))
+    cfg = fwd.ForwardConfig(32, 32, split=split or None)  # 32-row blocks: rows of both kinds
+    out = {}
+    for one, computed in itertools.product((True, False), (True, False)):
+        monkeypatch.setattr(fwd, "ONE_LOOP", one)
+        monkeypatch.setattr(fwd, "COMPUTED_BLOCKS", computed)
+        reset()
+        out[one, computed] = fwd.forward(q, k, v, node, config=cfg, residue_mode=mode)
+        launches = fwd._launches(node, 1, 4, 4, 300, 300, 32, torch.float32, "cpu",
+                                 cfg, mode)
+        assert any(w.mixed for launch in launches for w in launch.work) == one
+    reset()
+    first = out[True, True]
+    for o, lse in out.values():
+        assert torch.equal(o, first[0]) and torch.equal(lse, first[1])
+    torch.testing.assert_close(first[0], reference.attention(q, k, v, node), atol=TOL[torch.float32], rtol=0)

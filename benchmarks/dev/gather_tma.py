@@ -98,7 +98,8 @@ def causal_groups(Q, K, V, O, LSE, dq, dk, dv, n_h, qk_scale, R: tl.constexpr, D
         else:  # the group's tiles (axis 2 walks the contiguous groups)
             first = c * TILES
         for u in tl.static_range(TILES):
-            _query_tile(Q, K, V, O, LSE, dq, dk, dv, first + u, c, h, n_h, qk_scale, R, D, BM, BN, GATHER, TMA, STAGES)
+            _query_tile(Q, K, V, O, LSE, dq, dk, dv, first + u, c, h, n_h, qk_scale, R, D, BM, BN, GATHER,
+                        TMA, STAGES)
     else:
         _query_tile(Q, K, V, O, LSE, dq, dk, dv, tl.program_id(0), c, h, n_h, qk_scale, R, D, BM, BN,
                     GATHER, TMA, STAGES)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 6  # bump when the template changes: part of every cache key
+VERSION = 7  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -106,10 +106,13 @@ _KERNEL = '''
 
 @triton.jit
 def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, skd, svn, svd,
-           res_c, res_r, nk_phys,
-           PRED: tl.constexpr{targs}, PARTIAL: tl.constexpr, EVEN_N: tl.constexpr, RES: tl.constexpr):
+           res_c, res_r, nk_phys, partial,
+           PRED: tl.constexpr{targs}, PARTIAL: tl.constexpr, EVEN_N: tl.constexpr, RES: tl.constexpr,
+           MIXED: tl.constexpr):
     """One key block of the online softmax (scores in base 2). With RES the block is in
-    residue-gathered coordinates: key t of the block is physical key ``res_c + res_r * t``."""
+    residue-gathered coordinates: key t of the block is physical key ``res_c + res_r * t``.
+    PARTIAL: the block is masked by the predicate; MIXED: it is when ``partial`` (a runtime flag:
+    the one loop over both kinds of block)."""
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     if RES:
         jn = res_c + res_r * offs_n
@@ -129,6 +132,11 @@ def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, 
     if PARTIAL:
         ok = keep(offs_m[:, None], offs_n[None, :], nq, nk, PRED{tnames}) & kv_ok[None, :]
         s = tl.where(ok, s, float("-inf"))
+    elif MIXED:
+        if partial:
+            s = tl.where(keep(offs_m[:, None], offs_n[None, :], nq, nk, PRED{tnames}), s, float("-inf"))
+        if not EVEN_N:
+            s = tl.where(kv_ok[None, :], s, float("-inf"))
     elif not EVEN_N:
         s = tl.where(kv_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # finite: m_i starts at -1e30; qk_scale > 0
@@ -180,7 +188,7 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
              idx_w, fidx_w, n_slots, res_r, res_u0, res_off, nq_phys, nk_phys,
              PRED: tl.constexpr, EVEN_N: tl.constexpr, RETURN_LSE: tl.constexpr,
              RES: tl.constexpr = False, ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False,
-             RUN_F: tl.constexpr = False, RUN_P: tl.constexpr = False):
+             RUN_F: tl.constexpr = False, RUN_P: tl.constexpr = False, MIXED: tl.constexpr = False):
     """Grid (work items, B * heads_in_group), or (B * heads_in_group, work items) with HEADS_FAST:
     heads h0 .. h0 + heads_in_group - 1 share PRED and the block tables IDX (PARTIAL) / FIDX (FULL),
     rows [query block, ...].
@@ -191,6 +199,9 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     m, l) in workspace slot ``slot`` for ``attn_merge``. RUN_F / RUN_P: every row of the group
     lists consecutive FULL / PARTIAL key blocks, so entry t is ``base + t``: computed, not loaded
     (a program's first key tile then waits on one table load, the WORK row, instead of two).
+    MIXED: one loop walks the FULL entries, then the PARTIAL ones, so that the software pipeline
+    prefetches across the boundary (two loops start the second one cold: on rows of a few tiles,
+    a whole memory latency per program).
 
     RES (residue-class execution, ``patternc.runtime.residue``): grid axis 2 is the residue class
     ``c``; rows and keys are gathered coordinates ``u``, ``t`` of a virtual ``nq x nk`` problem:
@@ -228,22 +239,43 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(tl.load(WORK + w * 8 + 1), tl.load(WORK + w * 8 + 2)):
-        if RUN_F:
-            kb = tl.load(WORK + w * 8 + 6) + t
-        else:
-            kb = tl.load(FIDX + qb * fidx_w + t)
-        acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                               skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=False,
-                               EVEN_N=EVEN_N, RES=RES)
-    for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):
-        if RUN_P:
-            kb = tl.load(WORK + w * 8 + 7) + t
-        else:
-            kb = tl.load(IDX + qb * idx_w + t)
-        acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                               skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames}, PARTIAL=True,
-                               EVEN_N=EVEN_N, RES=RES)
+    if MIXED:  # one loop: loop entry t < n_f is FULL entry f_lo + t, the rest PARTIAL entry p_lo + t
+        f_lo = tl.load(WORK + w * 8 + 1)
+        n_f = tl.load(WORK + w * 8 + 2) - f_lo
+        p_lo = tl.load(WORK + w * 8 + 3) - n_f
+        f_base = tl.load(WORK + w * 8 + 6)
+        p_base = tl.load(WORK + w * 8 + 7)
+        for t in range(0, tl.load(WORK + w * 8 + 4) - p_lo):
+            partial = t >= n_f
+            if RUN_F:
+                kf = f_base + f_lo + t
+            else:
+                kf = tl.load(FIDX + qb * fidx_w + f_lo + t, mask=t < n_f, other=0)
+            if RUN_P:
+                kp = p_base + p_lo + t
+            else:
+                kp = tl.load(IDX + qb * idx_w + p_lo + t, mask=partial, other=0)
+            kb = tl.where(partial, kp, kf)
+            acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
+                                   skn, skd, svn, svd, res_c, res_r, nk_phys, partial, PRED{tnames},
+                                   PARTIAL=False, EVEN_N=EVEN_N, RES=RES, MIXED=True)
+    else:
+        for t in range(tl.load(WORK + w * 8 + 1), tl.load(WORK + w * 8 + 2)):
+            if RUN_F:
+                kb = tl.load(WORK + w * 8 + 6) + t
+            else:
+                kb = tl.load(FIDX + qb * fidx_w + t)
+            acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
+                                   skn, skd, svn, svd, res_c, res_r, nk_phys, False, PRED{tnames},
+                                   PARTIAL=False, EVEN_N=EVEN_N, RES=RES, MIXED=False)
+        for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):
+            if RUN_P:
+                kb = tl.load(WORK + w * 8 + 7) + t
+            else:
+                kb = tl.load(IDX + qb * idx_w + t)
+            acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
+                                   skn, skd, svn, svd, res_c, res_r, nk_phys, True, PRED{tnames},
+                                   PARTIAL=True, EVEN_N=EVEN_N, RES=RES, MIXED=False)
     if slot < 0:
         _finish(acc, l_i, m_i, O, LSE, b, h, H, rows_o, offs_d, io, row_ok, nq_phys, sob, soh, som, sod,
                 RETURN_LSE, ACCUM)

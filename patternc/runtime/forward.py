@@ -318,12 +318,14 @@ class Work:
     partial lo, partial hi, slot, full base, partial base), most expensive first; ``merge [m, 3]``
     rows (query block, first slot, end slot) for the split rows; ``slots`` workspace slots per
     (batch, head). ``runs``: whether every row's FULL / PARTIAL key blocks are consecutive from
-    its base (the kernel computes them instead of loading them: ``Runs.bases``)."""
+    its base (the kernel computes them instead of loading them: ``Runs.bases``). ``mixed``: the
+    rows list both kinds, walked by one loop (``codegen.forward``'s ``MIXED``; ``ONE_LOOP``)."""
 
     items: torch.Tensor
     merge: torch.Tensor
     slots: int
     runs: tuple[bool, bool] = (False, False)
+    mixed: bool = False
 
 
 def work_items(full_num: np.ndarray, num: np.ndarray, split: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -484,7 +486,7 @@ class _Launch:
                  *strides, idx.stride(0), fidx.stride(0), work.slots, r, u0, off, q.shape[2], k.shape[2]),
                 dict(PRED=self.spec.group_pred[g], EVEN_N=even_n, RETURN_LSE=True,
                      RES=self.res is not None, ACCUM=self.modes[g] == writes.ADD, HEADS_FAST=heads_fast,
-                     RUN_F=work.runs[0], RUN_P=work.runs[1],
+                     RUN_F=work.runs[0], RUN_P=work.runs[1], MIXED=work.mixed,
                      num_warps=self.cfg.num_warps, num_stages=self.cfg.num_stages)))
             if work.merge.shape[0]:
                 sites.append(Prepared(
@@ -511,6 +513,15 @@ Residue launches, the lower of two rounds (``benchmarks/dev/computed_ab.py``,
 slower with computed blocks, before the residue launches' two-stage rule and whole classes).
 (A block-local kernel without work items, ``benchmarks/dev/tma_fwd.py``, gains more from the same
 change: 0.240 -> 0.220 ms.)"""
+
+
+ONE_LOOP = True
+"""Head groups whose rows list both FULL and PARTIAL key blocks walk them in one loop (``Work.mixed``),
+so that the pipeline prefetches the first PARTIAL block while the last FULL ones compute; False
+keeps a loop per kind (tests, A/B timings; then ``patternc.runtime.reset()``). Found with a
+table-free kernel (``benchmarks/dev/gather_tma.py``, H100, 64k, D=64, 3 stages): one loop ran
+``strided(256) & causal``'s gathered groups in 0.218 ms where ours took 0.253, ``blocks(256) &
+causal`` in 0.203 against 0.224."""
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -548,7 +559,8 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         items, merge, slots = work_items(full_num[g], num[g], split)
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
-                         (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS)))
+                         (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS),
+                         ONE_LOOP and bool(full_num[g].any() and num[g].any())))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
