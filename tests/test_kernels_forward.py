@@ -435,3 +435,13 @@ def test_one_loop_over_both_kinds_matches_a_loop_per_kind(monkeypatch: pytest.Mo
     for o, lse in out.values():
         assert torch.equal(o, first[0]) and torch.equal(lse, first[1])
     torch.testing.assert_close(first[0], reference.attention(q, k, v, node), atol=TOL[torch.float32], rtol=0)
+
+
+def test_one_loop_only_for_short_rows_of_both_kinds() -> None:
+    # Work.mixed: rows listing both kinds, shorter on average than tiles.LONG_ROWS (causal's long
+    # rows of FULL tiles and one diagonal tile keep a loop per kind)
+    fwd = importlib.import_module("patternc.runtime.forward")
+    short, one = np.array([3, 2, 4]), np.array([1, 1, 0])
+    assert fwd._one_loop(short, one)
+    assert not fwd._one_loop(short, np.zeros(3, dtype=int)) and not fwd._one_loop(np.zeros(3, dtype=int), one)
+    assert not fwd._one_loop(np.array([100, 200, 300]), one)

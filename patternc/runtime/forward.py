@@ -524,6 +524,16 @@ table-free kernel (``benchmarks/dev/gather_tma.py``, H100, 64k, D=64, 3 stages):
 causal`` in 0.203 against 0.224."""
 
 
+def _one_loop(full_num: np.ndarray, num: np.ndarray) -> bool:
+    """Whether a head group with these FULL / PARTIAL counts per row walks them in one loop:
+    rows of both kinds, shorter on average than ``tiles.LONG_ROWS`` tiles. Long rows keep a loop
+    per kind: one loop lost there (H100, 64k, D=64, ``causal`` at 128x128 tiles, 512 a row:
+    19.9 -> 21.0 ms), and one boundary in hundreds of tiles leaves little to win."""
+    from patternc.runtime import tiles
+
+    return ONE_LOOP and bool(full_num.any() and num.any()) and (full_num + num).mean() < tiles.LONG_ROWS
+
+
 def _rows(t: torch.Tensor) -> torch.Tensor:
     # an index table with no columns still needs a valid pointer and row stride (never read)
     return t if t.shape[-1] else torch.zeros((t.shape[0], 1), dtype=t.dtype, device=t.device)
@@ -560,7 +570,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
                          (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS),
-                         ONE_LOOP and bool(full_num[g].any() and num[g].any())))
+                         _one_loop(full_num[g], num[g])))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
