@@ -442,6 +442,6 @@ def test_one_loop_only_for_short_rows_of_both_kinds() -> None:
     # rows of FULL tiles and one diagonal tile keep a loop per kind)
     fwd = importlib.import_module("patternc.runtime.forward")
     short, one = np.array([3, 2, 4]), np.array([1, 1, 0])
-    assert fwd._one_loop(short, one)
+    assert fwd._one_loop(short, one) is True  # a Python bool: Triton takes no numpy bool as a constexpr
     assert not fwd._one_loop(short, np.zeros(3, dtype=int)) and not fwd._one_loop(np.zeros(3, dtype=int), one)
     assert not fwd._one_loop(np.array([100, 200, 300]), one)

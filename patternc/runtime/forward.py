@@ -531,7 +531,7 @@ def _one_loop(full_num: np.ndarray, num: np.ndarray) -> bool:
     19.9 -> 21.0 ms), and one boundary in hundreds of tiles leaves little to win."""
     from patternc.runtime import tiles
 
-    return ONE_LOOP and bool(full_num.any() and num.any()) and (full_num + num).mean() < tiles.LONG_ROWS
+    return ONE_LOOP and bool(full_num.any() and num.any() and (full_num + num).mean() < tiles.LONG_ROWS)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
