@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gpu
 G16 = ir.TokenList.of(ir.Range(0, 16))
 PATTERNS = {
     "strided": (ir.Window(127, 0) | ir.Strided(128)) & ir.Causal(),
-    "stride": ir.Strided(256) & ir.Causal(),  # 64 classes of 64 rows: two stages (tiles.residue_rows)
+    "stride": ir.Strided(256) & ir.Causal(),  # 64 classes of 64 rows: one loop over both kinds
     "dilated": ir.Dilated(256, 2) | ir.Global(G16),
     "dilated_causal": ir.Dilated(100, 3) & ir.Causal() | ir.Window(5, 5),
     "heads": ir.Heads((ir.Band(128), ir.Strided(64) & ir.Causal() | ir.Window(31, 0)))

@@ -1,14 +1,14 @@
 """One loop over FULL and PARTIAL key blocks against a loop per kind (session 16, issue #6): every
 suite pattern's forward with ``runtime.forward.ONE_LOOP`` off (``two``), on (``one``), and on with
-the short-row rules' two stages raised to three (``one s3``: ``tiles.ROW_RULES`` at D <= 64,
-which the residue launches' rule shares; ``one r3``: the residue launches' alone, by turning
-``tiles.RESIDUE_SHORT_ROWS`` off), rounds alternating in one process, outputs compared
+the short-row rules' two stages raised to three (``one s3``: ``tiles.ROW_RULES`` at D <= 64),
+rounds alternating in one process, outputs compared
 with ``two``'s (max abs difference).
 
     OL_N=65536 OL_D=64 OL_ROUNDS=2 python benchmarks/dev/one_loop_ab.py   # $OUT/one_loop_ab.json
 
 ``OL_ONLY``: ';'-separated substrings of the suite's pattern names (default: all);
-``OL_VARIANTS``: ``two,one,one s3,one r3``.
+``OL_VARIANTS``: ``two,one,one s3``. (Session 16's runs also had ``one r3``: the residue
+launches' two-stage rule for short rows, ``tiles.RESIDUE_SHORT_ROWS``, turned off; it then went.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ ROUNDS = int(os.environ.get("OL_ROUNDS", "2"))
 ONLY = [s for s in os.environ.get("OL_ONLY", "").split(";") if s]
 VARIANTS = os.environ.get("OL_VARIANTS", "two,one,one s3").split(",")
 RULES = dict(tiles.ROW_RULES)
-RESIDUE_RULE = tiles.RESIDUE_SHORT_ROWS
 
 
 def use(variant: str) -> None:
@@ -41,8 +40,6 @@ def use(variant: str) -> None:
         rules[64] = (rule, rule, most, long)  # short rows (and short residue rows) keep three stages
     tiles.ROW_RULES.clear()
     tiles.ROW_RULES.update(rules)
-    # ``r3``: residue launches keep the rule's three stages (no short-row rule)
-    tiles.RESIDUE_SHORT_ROWS = (RESIDUE_RULE[0], 1 << 30) if variant.endswith("r3") else RESIDUE_RULE
     reset()
 
 

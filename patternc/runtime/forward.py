@@ -258,14 +258,12 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
 
 
 def _residue_config(part: residue.Gathered, H: int, D: int, dtype: torch.dtype) -> ForwardConfig:
-    """Tiles of a residue launch: the head dim's rule at its virtual lengths, or two stages for
-    many classes of short rows (``tiles.residue_rows``). Gathered rows are short and regular:
-    never split (the merge epilogue needs whole rows)."""
-    from patternc.runtime import tiles
-
+    """Tiles of a residue launch: the head dim's rule at its virtual lengths. Gathered rows are
+    short and regular: never split (the merge epilogue needs whole rows). (Until session 16 many
+    classes of short rows took two stages; with one loop over both kinds of block (``ONE_LOOP``)
+    three win: H100, 64k, D=64, ``sparse_transformer_stride`` 0.230 -> 0.223 ms,
+    ``sparse_transformer_strided_heads`` 0.280 -> 0.277, ``benchmarks/dev/one_loop_ab.py``.)"""
     cfg = default_config(part.nq, part.nk, D, dtype, interpreting())
-    rule = (cfg.block_q, cfg.block_k, cfg.num_warps, cfg.num_stages)  # the interpreter's and fp32's
-    cfg = ForwardConfig(*tiles.residue_rows(part.node, part.nq, part.nk, H, D, part.r, rule))  # differ
     return dataclasses.replace(cfg, split=1 << 30)
 
 

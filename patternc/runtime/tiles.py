@@ -125,17 +125,6 @@ stages, two alternating rounds per pattern in one process, ms (``benchmarks/dev/
 0.135 / 0.131, ``streaming_llm`` 0.227 / 0.221. Rows of fewer FULL tiles keep two:
 ``block_local_causal`` (1.5 and a diagonal tile) 0.231 / 0.263, ``sparse_transformer_local`` (3)
 0.343 / 0.348."""
-RESIDUE_SHORT_ROWS = (4, 64)
-"""A residue launch at D <= 64 takes ``ROW_RULES``' short-row config (two stages) where its
-virtual rows hold at most 4 tiles of 64x64 and the classes are at least 64: the Sparse
-Transformer's ``strided(l) & causal`` at ``l = 256``, each class a 256-token causal problem.
-H100, bf16, 64k tokens, residue launch at 3 / 2 stages, three alternating rounds in one process
-(``benchmarks/results/residue_tiles_h100_2026-11-23_s12_n65536_d64.json``):
-``sparse_transformer_stride`` 0.286 -> 0.262 ms, ``sparse_transformer_strided_heads`` 0.328 ->
-0.316, ``sparse_transformer_strided`` 0.714 -> 0.724 (its classes merge into a rest). Few long
-classes keep three stages: ``dilated_sliding_window_causal`` (2 classes of 3-tile rows) 0.399 ->
-0.410 with two, ``longformer_dilated`` 0.907 -> 0.933; so do longer rows (the anchor
-``(window(127, 0) | strided(128)) & causal``, 8-tile classes: 0.690 -> 0.714)."""
 BACKWARD_SHORT_ROWS = (dataclasses.astuple(WIDE_STEPS)[:8],
                        {64: (64, 64, 32, 64, 64, 32, 4, 2),
                         128: (64, 64, 32, 64, 64, 32, 4, 2, 0, 0, 0, FLAT)}, 4)
@@ -235,17 +224,6 @@ def backward_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int,
     c = counts(node, nq, nk, 64, 64, heads)
     masked = c.partial or head_dim <= 64  # D=128 rows of FULL tiles keep 64-wide steps
     return short[64 if head_dim <= 64 else 128] if masked and c.heaviest <= most else cfg
-
-
-def residue_rows(node: ir.Node, nq: int, nk: int, heads: int, head_dim: int, classes: int,
-                 cfg: tuple[int, ...]) -> tuple[int, ...]:
-    """``cfg`` (a forward config tuple) of a residue launch over ``classes`` classes of the
-    virtual problem ``node`` at ``nq x nk``, or where it is the head dim's rule and the launch
-    has short rows and many classes (``RESIDUE_SHORT_ROWS``), the short-row config."""
-    most, min_classes = RESIDUE_SHORT_ROWS
-    if not enabled() or head_dim > 64 or cfg != ROW_RULES[64][0] or classes < min_classes:
-        return cfg
-    return ROW_RULES[64][1] if counts(node, nq, nk, 64, 64, heads).heaviest <= most else cfg
 
 
 def full_runs(node: ir.Node, nq: int, nk: int, heads: int) -> bool:
