@@ -60,7 +60,8 @@ def main() -> None:
                 o, lse = rf.forward(q, k, v, node)
                 got = (o, *rb.backward(q, k, v, o, lse, do, node)) if BWD else (o,)
                 ref = got if ref is None else ref
-                row["err"][variant] = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, ref))
+                row["err"][variant] = max(float((a.float() - b.float()).abs().max())
+                                          for a, b in zip(got, ref))
                 row["ms"].setdefault(variant, []).append(
                     round(median_ms(lambda node=node: rf.forward(q, k, v, node)), 4))
                 if BWD:
