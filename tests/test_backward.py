@@ -17,9 +17,6 @@ from hypothesis import strategies as st
 
 from patternc import ir
 from patternc.codegen.backward import FLAT, ROLLED, BackwardConfig, generate
-from patternc.lower import lower
-from patternc.plan import Plan
-from patternc.runtime import reset as rb_reset
 from patternc.runtime.backward import backward
 from patternc.runtime.launch import Prepared
 
@@ -37,10 +34,8 @@ SPLIT = BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1)
 
 
 def check(node: ir.Node, B: int, H: int, HKV: int, nq: int, nk: int, D: int, dtype: torch.dtype,
-          config: BackwardConfig = SMALL, seed: int = 0,
-          plan: Plan | None = None) -> tuple[torch.Tensor, ...]:
-    """Run the kernels with ``plan`` (default: a dense one, every block PARTIAL) and compare dQ,
-    dK, dV with the reference."""
+          config: BackwardConfig = SMALL, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Run the kernels with a dense plan and compare dQ, dK, dV with the reference."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, H, nq, D, generator=g).to(dtype)
     k = torch.randn(B, HKV, nk, D, generator=g).to(dtype)
@@ -48,7 +43,7 @@ def check(node: ir.Node, B: int, H: int, HKV: int, nq: int, nk: int, D: int, dty
     do = torch.randn(B, H, nq, D, generator=g).to(dtype)
     scale = 1.0 / math.sqrt(D)
     out, lse = ref_forward(q, k, v, node, scale)
-    plan = plan or dense_plan(node, nq, nk, config.block_q, config.block_k)
+    plan = dense_plan(node, nq, nk, config.block_q, config.block_k)
     got = backward(q, k, v, out, lse, do, node, scale, plan=plan, config=config)
     want = ref_grads(q, k, v, do, node, scale)
     for a, b, name in zip(got, want, ("dq", "dk", "dv")):
@@ -299,44 +294,3 @@ def test_copied_inputs_or_other_switches_take_the_full_path(monkeypatch: pytest.
     monkeypatch.setattr(rb, "_FUSED", False)
     backward(q, k, v, out, lse, do, node, 0.25)
     assert len(rb._CALLS) == 4
-
-
-@pytest.mark.parametrize(("fused", "steps"), [(True, 0), (False, 0), (True, ROLLED), (False, FLAT)])
-def test_one_loop_over_both_kinds_matches_a_loop_per_kind(monkeypatch: pytest.MonkeyPatch, fused: bool,
-                                                          steps: int) -> None:
-    # ONE_LOOP (MIXED / K_MIXED / Q_MIXED): programs whose tables list both kinds walk them in one
-    # loop, PARTIAL entries first as the two loops do: the same bits, with split tiles (chunk=1),
-    # every kind of steps, GQA and a partial last block
-    monkeypatch.setattr(rb, "_FUSED", fused)
-    node = ir.Band(40) | ir.Global(ir.TokenList.of(0, 70))
-    cfg = BackwardConfig(32, 32, 16, 16, 16, 16, chunk=1, steps=steps)
-    plan = lower(node, 100, 130, block_q=32, block_k=32)  # FULL and PARTIAL blocks
-    grads = {}
-    for one in (True, False):
-        monkeypatch.setattr(rb, "ONE_LOOP", one)
-        assert rb._one_loop(plan.forward) == rb._one_loop(plan.backward) == one
-        grads[one] = check(node, 1, 4, 2, 100, 130, 16, torch.float32, cfg, plan=plan)
-    assert all(torch.equal(a, b) for a, b in zip(grads[True], grads[False]))
-
-
-def test_one_loop_in_gathered_launches(monkeypatch: pytest.MonkeyPatch) -> None:
-    # residue launches of a causal stride (each class a causal problem: FULL and diagonal blocks)
-    node = ir.Strided(4) & ir.Causal()
-    g = torch.Generator().manual_seed(3)
-    q, k, v, do = (torch.randn(1, 2, 150, 16, generator=g) for _ in range(4))
-    out, lse = ref_forward(q, k, v, node, 0.25)
-    grads = {}
-    for one in (True, False):
-        monkeypatch.setattr(rb, "ONE_LOOP", one)
-        rb_reset()
-        grads[one] = backward(q, k, v, out, lse, do, node, 0.25, config=SMALL, residue_mode="force")
-    rb_reset()
-    assert all(torch.equal(a, b) for a, b in zip(grads[True], grads[False]))
-    for a, b in zip(grads[True], ref_grads(q, k, v, do, node, 0.25)):
-        assert_close(a, b, torch.float32, "gathered one-loop backward")
-
-
-def test_one_loop_only_for_short_rows_of_both_kinds() -> None:
-    assert rb._one_loop(lower(ir.Band(20), 64, 64, block_q=16, block_k=16).forward)  # both kinds, short rows
-    assert not rb._one_loop(lower(ir.Blocks(32), 64, 64, block_q=16, block_k=16).forward)  # FULL only
-    assert not rb._one_loop(lower(ir.Causal(), 2048, 2048, block_q=16, block_k=16).forward)  # 64 tiles a row

@@ -1,6 +1,5 @@
 """One loop over FULL and PARTIAL key blocks against a loop per kind (session 16, issue #6): every
-suite pattern's forward (and with ``OL_BWD=1`` backward: ``runtime.backward.ONE_LOOP``) with
-``runtime.forward.ONE_LOOP`` off (``two``), on (``one``), and on with
+suite pattern's forward with ``runtime.forward.ONE_LOOP`` off (``two``), on (``one``), and on with
 the short-row rules' two stages raised to three (``one s3``: ``tiles.ROW_RULES`` at D <= 64),
 rounds alternating in one process, outputs compared
 with ``two``'s (max abs difference).
@@ -9,7 +8,10 @@ with ``two``'s (max abs difference).
 
 ``OL_ONLY``: ';'-separated substrings of the suite's pattern names (default: all);
 ``OL_VARIANTS``: ``two,one,one s3``. (Session 16's runs also had ``one r3``: the residue
-launches' two-stage rule for short rows, ``tiles.RESIDUE_SHORT_ROWS``, turned off; it then went.)
+launches' two-stage rule for short rows, ``tiles.RESIDUE_SHORT_ROWS``, turned off; it then went.
+The same one loop in the backward's dK/dV and dQ programs lost 1-15% (commit cc7215b's version
+of this script, ``OL_BWD=1``; ``results/one_loop_ab_bwd_h100_2026-11-23_s16_2c8c140_*``) and was
+reverted.)
 """
 
 from __future__ import annotations
@@ -25,18 +27,16 @@ from suite_core import all_cases, select
 from patternc.runtime import reset, tiles
 
 rf = importlib.import_module("patternc.runtime.forward")
-rb = importlib.import_module("patternc.runtime.backward")
 N = int(os.environ.get("OL_N", "65536"))
 D = int(os.environ.get("OL_D", "64"))
 ROUNDS = int(os.environ.get("OL_ROUNDS", "2"))
 ONLY = [s for s in os.environ.get("OL_ONLY", "").split(";") if s]
 VARIANTS = os.environ.get("OL_VARIANTS", "two,one,one s3").split(",")
-BWD = os.environ.get("OL_BWD", "0") == "1"
 RULES = dict(tiles.ROW_RULES)
 
 
 def use(variant: str) -> None:
-    rf.ONE_LOOP = rb.ONE_LOOP = variant != "two"
+    rf.ONE_LOOP = variant != "two"
     rules = dict(RULES)
     if variant.endswith("s3"):
         rule, _, most, long = rules[64]
@@ -48,29 +48,23 @@ def use(variant: str) -> None:
 
 def main() -> None:
     torch.manual_seed(0)
-    q, k, v, do = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(4))
+    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
     rows: list[dict[str, Any]] = []
     for case in select(all_cases(), ONLY or None):
         node = case.node
         row: dict[str, Any] = {"pattern": case.label, "n": N, "d": D, "ms": {}, "err": {}}
-        ref: Any = None
+        ref = None
         for _ in range(ROUNDS):
             for variant in VARIANTS:
                 use(variant)
-                o, lse = rf.forward(q, k, v, node)
-                got = (o, *rb.backward(q, k, v, o, lse, do, node)) if BWD else (o,)
-                ref = got if ref is None else ref
-                row["err"][variant] = max(float((a.float() - b.float()).abs().max())
-                                          for a, b in zip(got, ref))
+                o = rf.forward(q, k, v, node)[0]
+                ref = o if ref is None else ref
+                row["err"][variant] = float((o.float() - ref.float()).abs().max())
                 row["ms"].setdefault(variant, []).append(
                     round(median_ms(lambda node=node: rf.forward(q, k, v, node)), 4))
-                if BWD:
-                    row["ms"].setdefault(f"bwd {variant}", []).append(round(median_ms(
-                        lambda node=node, o=o, lse=lse: rb.backward(q, k, v, o, lse, do, node)), 4))
         best = {name: min(t) for name, t in row["ms"].items()}
         if "two" in best:
-            row["two_over"] = {name: round(best["bwd two" if name.startswith("bwd") else "two"] / t, 3)
-                               for name, t in best.items()}
+            row["two_over"] = {name: round(best["two"] / t, 3) for name, t in best.items()}
         use("one")
         add_row(rows, row, "one_loop_ab.json")
 

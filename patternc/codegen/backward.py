@@ -138,11 +138,9 @@ import triton.language as tl
 _KERNELS = '''
 @triton.jit
 def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, stride_qm, stride_dom,
-               nq, nk, grp, qk_scale{targs}, res_c, res_r, res_u0, res_off, nq_phys, masked,
+               nq, nk, grp, qk_scale{targs}, res_c, res_r, res_u0, res_off, nq_phys,
                BM: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, MASKED: tl.constexpr, PREC: tl.constexpr,
-               UPCAST: tl.constexpr, RES: tl.constexpr, EVEN_Q: tl.constexpr, MIXED: tl.constexpr):
-    # MASKED: the step applies the predicate; MIXED: it does where ``masked`` (a runtime flag: one
-    # loop over both kinds of block)
+               UPCAST: tl.constexpr, RES: tl.constexpr, EVEN_Q: tl.constexpr):
     offs_m = start_m + tl.arange(0, BM)
     if RES:  # gathered row u is physical row c + r * (u + u0) - off
         im = res_c + res_r * (offs_m + res_u0) - res_off
@@ -170,10 +168,6 @@ def _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, start_m, offs_n, offs_d, str
     if MASKED:
         keep = _pattern(offs_m[None, :] + (nk - nq), offs_n[:, None], offs_m[None, :], grp, nq, nk{tnames})
         pT = tl.where(keep, pT, 0.0)
-    elif MIXED:
-        if masked:
-            pT = tl.where(_pattern(offs_m[None, :] + (nk - nq), offs_n[:, None], offs_m[None, :], grp, nq,
-                                   nk{tnames}), pT, 0.0)
     dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
     dpT = tl.dot(v, tl.trans(do), input_precision=PREC)
     dsT = pT * (dpT - delta[None, :])
@@ -191,7 +185,7 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
                   BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                   D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
                   EVEN_Q: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr,
-                  HAS_PARTIAL: tl.constexpr, HAS_FULL: tl.constexpr, MIXED: tl.constexpr):
+                  HAS_PARTIAL: tl.constexpr, HAS_FULL: tl.constexpr):
     # dK, dV of work item ``item`` (tile, chunk c of nc, slot) for (batch x KV head) ``bh``. A tile
     # whose list is long is split: chunk c takes entries c, c + nc, ... and adds into BUF[slot].
     # RES: residue-class execution (patternc.runtime.residue): ``res_c`` is the class, rows and
@@ -230,11 +224,8 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
         DELTAh = DELTA + (b * H + h) * nq_phys
         # the row's plan blocks, BM query rows at a time (``generate``: unrolled, rolled or flat
         # steps); a step past nq (last block) is all masked rows and adds exactly 0
-        if MIXED:
-            {dkdv_mixed}
-        else:
-            {dkdv_masked}
-            {dkdv_full}
+        {dkdv_masked}
+        {dkdv_full}
     dk = dk * sm_scale
     if slot < 0:
         dk_ptr = DK + b * sdkb + kvh * sdkh + jn[:, None] * sdkn + offs_d[None, :]
@@ -253,9 +244,9 @@ def _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, it
 
 @triton.jit
 def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, stride_vn,
-             nq, nk, grp, qk_scale{targs}, res_c, res_r, nk_phys, masked,
+             nq, nk, grp, qk_scale{targs}, res_c, res_r, nk_phys,
              BN: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, MASKED: tl.constexpr, EVEN_K: tl.constexpr,
-             PREC: tl.constexpr, UPCAST: tl.constexpr, RES: tl.constexpr, MIXED: tl.constexpr):
+             PREC: tl.constexpr, UPCAST: tl.constexpr, RES: tl.constexpr):
     offs_n = start_n + tl.arange(0, BN)
     if RES:
         jn = res_c + res_r * offs_n
@@ -280,12 +271,6 @@ def _dq_tile(dq, q, do, lse, delta, Kh, Vh, start_n, offs_m, offs_d, stride_kn, 
         if RES:  # a class may have one key fewer than the gathered grid
             keep = keep & kok[None, :]
         p = tl.where(keep, p, 0.0)
-    elif MIXED:
-        if masked:
-            p = tl.where(_pattern(offs_m[:, None] + (nk - nq), offs_n[None, :], offs_m[:, None], grp, nq,
-                                  nk{tnames}), p, 0.0)
-        if not EVEN_K:
-            p = tl.where(kok[None, :], p, 0.0)
     elif not EVEN_K:
         # keys past nk (RES: past the class's keys) are zero-filled; drop them so that no
         # inf * 0 reaches dQ
@@ -305,7 +290,7 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
                 UPCAST: tl.constexpr, RES: tl.constexpr, ACCUM: tl.constexpr,
-                HAS_PARTIAL: tl.constexpr, HAS_FULL: tl.constexpr, MIXED: tl.constexpr):
+                HAS_PARTIAL: tl.constexpr, HAS_FULL: tl.constexpr):
     # dQ of work item ``item`` for (batch x head) ``bh``; split tiles, RES and ACCUM as in _dkdv_program
     pid = tl.load(item)
     c0 = tl.load(item + 1)
@@ -338,11 +323,8 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, item, bh
     row = (h * GT // H) * rows + qb
     # the row's plan blocks, BN keys at a time (as in _dkdv_program); a step past nk (last block)
     # reads zero keys and values, and its probabilities are masked to 0
-    if MIXED:
-        {dq_mixed}
-    else:
-        {dq_masked}
-        {dq_full}
+    {dq_masked}
+    {dq_full}
     dq = dq * sm_scale
     if slot < 0:
         dq_ptr = DQ + b * sdqb + h * sdqh + im[:, None] * sdqm + offs_d[None, :]
@@ -396,7 +378,7 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
                 D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
                 EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
                 HEADS_FAST: tl.constexpr = False, HAS_PARTIAL: tl.constexpr = True,
-                HAS_FULL: tl.constexpr = True, MIXED: tl.constexpr = False):
+                HAS_FULL: tl.constexpr = True):
     # dK / dV alone (large grids, where one body per kernel runs faster than bwd_kernel's two):
     # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
     # every head's chunks start in the first wave); work items vary fastest otherwise
@@ -409,7 +391,7 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
                       nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
                       res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                       BLOCK_Q, BLOCK_K, BM, BN, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM, HAS_PARTIAL,
-                      HAS_FULL, MIXED)
+                      HAS_FULL)
 
 
 @triton.jit
@@ -422,7 +404,7 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
               UPCAST: tl.constexpr, RES: tl.constexpr = False,
               ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False,
-              HAS_PARTIAL: tl.constexpr = True, HAS_FULL: tl.constexpr = True, MIXED: tl.constexpr = False):
+              HAS_PARTIAL: tl.constexpr = True, HAS_FULL: tl.constexpr = True):
     # dQ alone, laid out as dkdv_kernel
     it, bh = _item2(HEADS_FAST)
     if not _in_groups(skip_groups, (bh % H) * G // H):
@@ -431,8 +413,7 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
                     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
                     nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
                     res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
-                    BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM, HAS_PARTIAL, HAS_FULL,
-                    MIXED)
+                    BLOCK_Q, BLOCK_K, BM, BN, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM, HAS_PARTIAL, HAS_FULL)
 
 
 @triton.jit
@@ -450,8 +431,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                RES: tl.constexpr = False, ACCUM_KV: tl.constexpr = False, ACCUM_Q: tl.constexpr = False,
                K_HEADS_FAST: tl.constexpr = False, Q_HEADS_FAST: tl.constexpr = False,
                K_PARTIAL: tl.constexpr = True, K_FULL: tl.constexpr = True,
-               Q_PARTIAL: tl.constexpr = True, Q_FULL: tl.constexpr = True,
-               K_MIXED: tl.constexpr = False, Q_MIXED: tl.constexpr = False):
+               Q_PARTIAL: tl.constexpr = True, Q_FULL: tl.constexpr = True):
     # programs [0, k_programs) compute dK / dV (work items over key tiles), the rest dQ (over query
     # tiles): one launch for both, so that dQ's programs fill the GPU while dK / dV's last ones
     # run (small grids; large ones run dkdv_kernel and dq_kernel); grid axis 1 is the residue class
@@ -467,7 +447,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                           nq, nk, H, HKV, G, GT, k_rows, k_idx_w, k_fidx_w, k_slots,
                           res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                           BLOCK_Q, BLOCK_K, BM1, BN1, D, DP, PREC, UPCAST, EVEN_Q, RES, ACCUM_KV,
-                          K_PARTIAL, K_FULL, K_MIXED)
+                          K_PARTIAL, K_FULL)
     else:
         it, bh = _item(p - k_programs, q_items, q_heads, Q_HEADS_FAST)
         if not _in_groups(skip_groups, (bh % H) * G // H):
@@ -477,7 +457,7 @@ def bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV, KBUF, QBUF,
                         nq, nk, H, HKV, G, GT, q_rows, q_idx_w, q_fidx_w, q_slots,
                         res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,
                         BLOCK_Q, BLOCK_K, BM2, BN2, D, DP, EVEN_K, PREC, UPCAST, RES, ACCUM_Q,
-                        Q_PARTIAL, Q_FULL, Q_MIXED)
+                        Q_PARTIAL, Q_FULL)
 '''
 
 
@@ -505,13 +485,12 @@ def _pattern_source(node: ir.Node, groups: int) -> tuple[str, tuple[predicate.Ta
 
 _DKDV_STEP = """dk, dv = _dkdv_tile(dk, dv, k, v, Qh, DOh, LSEh, DELTAh, qb * BLOCK_Q + s, offs_n, offs_d,
                     sqm, sdom, nq, nk, grp, qk_scale{tnames},
-                    res_c, res_r, res_u0, res_off, nq_phys, {runtime},
+                    res_c, res_r, res_u0, res_off, nq_phys,
                     BM=BM, D=D, DP=DP, MASKED={masked}, PREC=PREC, UPCAST=UPCAST, RES=RES,
-                    EVEN_Q=EVEN_Q, MIXED={mixed})"""
+                    EVEN_Q=EVEN_Q)"""
 _DQ_STEP = """dq = _dq_tile(dq, q, do, lse, delta, Kh, Vh, kb * BLOCK_K + s, offs_m, offs_d, skn, svn,
-              nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys, {runtime},
-              BN=BN, D=D, DP=DP, MASKED={masked}, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES,
-              MIXED={mixed})"""
+              nq, nk, grp, qk_scale{tnames}, res_c, res_r, nk_phys,
+              BN=BN, D=D, DP=DP, MASKED={masked}, EVEN_K=EVEN_K, PREC=PREC, UPCAST=UPCAST, RES=RES)"""
 
 
 def _step_loop(step: str, block_var: str, block: str, size: str, full: bool, steps: int,
@@ -524,8 +503,7 @@ def _step_loop(step: str, block_var: str, block: str, size: str, full: bool, ste
     ``HAS_FULL`` leave out the loop of a kind that the plan's tables do not list."""
     f = "F" if full else ""
     num, idx, width = f"{f}NUM", f"{f}IDX", f"{f.lower()}idx_w"
-    body = step.replace("{masked}", str(not full)).replace("{runtime}", str(not full))
-    body = body.replace("{mixed}", "False")
+    body = step.replace("{masked}", str(not full))
     if steps == FLAT:
         per = f"({block} // {size})"
         head = [f"for u in range(0, tl.cdiv(tl.load({num} + row) - c0, nc) * {per}):",
@@ -545,30 +523,6 @@ def _step_loop(step: str, block_var: str, block: str, size: str, full: bool, ste
     return textwrap.indent(f"if {guard}:\n{loop}", " " * indent).lstrip()
 
 
-def _mixed_loop(step: str, block_var: str, block: str, size: str, steps: int, indent: int) -> str:
-    """One loop over the row's PARTIAL entries, then its FULL ones (``MIXED``; the order of the two
-    loops of :func:`_step_loop`, so the sums are the same), the predicate applied where the entry
-    is PARTIAL: the software pipeline then runs across the boundary of the two kinds."""
-    body = step.replace("{masked}", "False").replace("{runtime}", "masked").replace("{mixed}", "True")
-    n = "n_m + tl.cdiv(tl.load(FNUM + row) - c0, nc)"  # entries of this chunk: PARTIAL, then FULL
-    entry = ["masked = i < n_m",
-             "e = c0 + tl.where(masked, i, i - n_m) * nc",
-             f"{block_var} = tl.where(masked, tl.load(IDX + row * idx_w + e, mask=masked, other=0),",
-             f"{' ' * (len(block_var) + 12)}tl.load(FIDX + row * fidx_w + e, mask=i >= n_m, other=0))"]
-    head = ["n_m = tl.cdiv(tl.load(NUM + row) - c0, nc)"]
-    if steps == FLAT:
-        per = f"({block} // {size})"
-        head += [f"for u in range(0, ({n}) * {per}):", f"    i = u // {per}",
-                 *textwrap.indent("\n".join(entry), "    ").split("\n"), f"    s = u % {per} * {size}"]
-        inner = textwrap.indent(body, "    ")
-    else:
-        kind = "range" if steps == ROLLED else "tl.static_range"
-        head += [f"for i in range(0, {n}):", *textwrap.indent("\n".join(entry), "    ").split("\n"),
-                 f"    for s in {kind}(0, {block}, {size}):"]
-        inner = textwrap.indent(body, "        ")
-    return textwrap.indent("\n".join([*head, inner]), " " * indent).lstrip()
-
-
 def generate(node: ir.Node, groups: int, steps: int = UNROLLED) -> tuple[str, tuple[predicate.TableArg, ...]]:
     """The Triton source of the ``dkdv_kernel`` and ``dq_kernel`` of a concrete pattern.
 
@@ -579,12 +533,10 @@ def generate(node: ir.Node, groups: int, steps: int = UNROLLED) -> tuple[str, tu
     pattern_fn, tables = _pattern_source(node, groups)
     names = [t.name for t in tables]
     targs = "".join(f", {n}" for n in names)
-    loops = {"dkdv_masked": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", False, steps, 12),
-             "dkdv_full": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", True, steps, 12),
-             "dq_masked": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", False, steps, 8),
-             "dq_full": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", True, steps, 8),
-             "dkdv_mixed": _mixed_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", steps, 12),
-             "dq_mixed": _mixed_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", steps, 8)}
+    loops = {"dkdv_masked": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", False, steps, 8),
+             "dkdv_full": _step_loop(_DKDV_STEP, "qb", "BLOCK_Q", "BM", True, steps, 8),
+             "dq_masked": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", False, steps, 4),
+             "dq_full": _step_loop(_DQ_STEP, "kb", "BLOCK_K", "BN", True, steps, 4)}
     body = _KERNELS
     for name, text in loops.items():
         body = body.replace("{" + name + "}", text)

@@ -529,7 +529,6 @@ def _fused_site(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, n_k: 
         EVEN_Q=even[0], EVEN_K=even[1], RES=res is not None, ACCUM_KV=accum_kv, ACCUM_Q=accum_q,
         K_HEADS_FAST=sk.n_slots > 0, Q_HEADS_FAST=sq.n_slots > 0,
         K_PARTIAL=bwd.has_partial, K_FULL=bwd.has_full, Q_PARTIAL=fwd.has_partial, Q_FULL=fwd.has_full,
-        K_MIXED=_one_loop(bwd), Q_MIXED=_one_loop(fwd),
         num_warps=cfg.fused_launch[0], num_stages=cfg.fused_launch[1]))
 
 
@@ -554,7 +553,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
         UPCAST=st.upcast, EVEN_Q=even[0], HEADS_FAST=sk.n_slots > 0,
-        HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full, MIXED=_one_loop(bwd),
+        HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv))
     dq = Prepared(
         st.module.dq_kernel, _grid(B * H, sq, r), (
@@ -565,25 +564,9 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         fwd.full_idx.shape[-1], sq.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=even[1], PREC=st.prec, UPCAST=st.upcast,
-        HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full, MIXED=_one_loop(fwd),
+        HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
         num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q))
     return dkdv, dq
-
-
-ONE_LOOP = True
-"""Programs whose tables list both PARTIAL and FULL blocks, in rows shorter on average than
-``tiles.LONG_ROWS``, walk them in one loop (``codegen.backward``'s ``MIXED``), as the forward does
-(``runtime.forward.ONE_LOOP``); False keeps a loop per kind (tests, A/B timings; then
-``patternc.runtime.reset()``)."""
-
-
-def _one_loop(tables: BlockTables) -> bool:
-    """Whether the programs walking ``tables`` run one loop over both kinds (``ONE_LOOP``)."""
-    from patternc.runtime import tiles
-
-    rows = tables.num.shape[0] * tables.num.shape[1]
-    return (ONE_LOOP and tables.has_partial and tables.has_full
-            and tables.runs.total + tables.full_runs.total < tiles.LONG_ROWS * rows)
 
 
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
