@@ -37,7 +37,8 @@ def node_of(text: str) -> ir.Node:
 
 def partial_first(text: str) -> str:
     """The forward template (``codegen.forward._KERNEL``) with its PARTIAL-tile loop before the
-    FULL-tile one."""
+    FULL-tile one (the loop-per-kind branch: since session 16 rows of both kinds run one loop,
+    ``runtime.forward.ONE_LOOP``, which this leaves alone)."""
     head, rest = text.split("    for t in range(tl.load(WORK + w * 8 + 1)", 1)
     full, rest = rest.split("    for t in range(tl.load(WORK + w * 8 + 3)", 1)
     part, tail = rest.split("    if slot < 0:", 1)

@@ -55,6 +55,7 @@ class Capped(launch.Prepared):
 rf.Prepared = Capped  # type: ignore[attr-defined]
 rb.Prepared = Capped  # type: ignore[attr-defined]
 
+# the loop-per-kind branch's loops (rows of both kinds run one loop since session 16: ONE_LOOP)
 LOOPS = ("    for t in range(tl.load(WORK + w * 8 + 1), tl.load(WORK + w * 8 + 2)):",
          "    for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):")
 
