@@ -437,11 +437,13 @@ def test_one_loop_over_both_kinds_matches_a_loop_per_kind(monkeypatch: pytest.Mo
     torch.testing.assert_close(first[0], reference.attention(q, k, v, node), atol=TOL[torch.float32], rtol=0)
 
 
-def test_one_loop_only_for_short_rows_of_both_kinds() -> None:
-    # Work.mixed: rows listing both kinds, shorter on average than tiles.LONG_ROWS (causal's long
-    # rows of FULL tiles and one diagonal tile keep a loop per kind)
+def test_one_loop_only_for_short_rows_of_both_kinds_in_small_tiles() -> None:
+    # Work.mixed: rows listing both kinds, shorter on average than tiles.LONG_ROWS, in tiles of
+    # at most 64x64 (causal's 128x128 tiles keep a loop per kind, at any length)
     fwd = importlib.import_module("patternc.runtime.forward")
-    short, one = np.array([3, 2, 4]), np.array([1, 1, 0])
-    assert fwd._one_loop(short, one) is True  # a Python bool: Triton takes no numpy bool as a constexpr
-    assert not fwd._one_loop(short, np.zeros(3, dtype=int)) and not fwd._one_loop(np.zeros(3, dtype=int), one)
-    assert not fwd._one_loop(np.array([100, 200, 300]), one)
+    short, one, small = np.array([3, 2, 4]), np.array([1, 1, 0]), fwd.ForwardConfig(64, 64)
+    assert fwd._one_loop(short, one, small) is True  # a Python bool: Triton takes no numpy bool
+    assert not fwd._one_loop(short, np.zeros(3, dtype=int), small)
+    assert not fwd._one_loop(np.zeros(3, dtype=int), one, small)
+    assert not fwd._one_loop(np.array([100, 200, 300]), one, small)  # long rows
+    assert not fwd._one_loop(short, one, fwd.ForwardConfig(128, 128))  # the dense patterns' tiles

@@ -522,14 +522,20 @@ table-free kernel (``benchmarks/dev/gather_tma.py``, H100, 64k, D=64, 3 stages):
 causal`` in 0.203 against 0.224."""
 
 
-def _one_loop(full_num: np.ndarray, num: np.ndarray) -> bool:
-    """Whether a head group with these FULL / PARTIAL counts per row walks them in one loop:
-    rows of both kinds, shorter on average than ``tiles.LONG_ROWS`` tiles. Long rows keep a loop
-    per kind: one loop lost there (H100, 64k, D=64, ``causal`` at 128x128 tiles, 512 a row:
-    19.9 -> 21.0 ms), and one boundary in hundreds of tiles leaves little to win."""
+ONE_LOOP_MAX_TILE = 64 * 64
+"""The largest tile (``block_q * block_k``) whose rows may run one loop (``_one_loop``)."""
+
+
+def _one_loop(full_num: np.ndarray, num: np.ndarray, cfg: ForwardConfig) -> bool:
+    """Whether a head group with these FULL / PARTIAL counts per row walks them in one loop at
+    ``cfg``'s tiles: rows of both kinds, shorter on average than ``tiles.LONG_ROWS`` tiles, of
+    at most ``ONE_LOOP_MAX_TILE`` elements. The dense patterns' 128x128 tiles keep a loop per
+    kind: one loop lost there (H100, D=64, ms: ``causal`` at 4k (16 tiles a row) 0.138 ->
+    0.147, at 64k (512) 19.9 -> 21.0; ``prefix_lm`` at 4k 0.161 -> 0.172)."""
     from patternc.runtime import tiles
 
-    return ONE_LOOP and bool(full_num.any() and num.any() and (full_num + num).mean() < tiles.LONG_ROWS)
+    return ONE_LOOP and cfg.block_q * cfg.block_k <= ONE_LOOP_MAX_TILE and bool(
+        full_num.any() and num.any() and (full_num + num).mean() < tiles.LONG_ROWS)
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -568,7 +574,7 @@ def _setup(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int, dt
         items = np.concatenate([items, base_f[g][items[:, 0], None], base_p[g][items[:, 0], None]], axis=1)
         work.append(Work(torch.from_numpy(items).to(device), torch.from_numpy(merge).to(device), slots,
                          (bool(run_f[g]) and COMPUTED_BLOCKS, bool(run_p[g]) and COMPUTED_BLOCKS),
-                         _one_loop(full_num[g], num[g])))
+                         _one_loop(full_num[g], num[g], cfg)))
     tabs = tuple(cached_table(t, nq, nk, device) for t in tables)
     dummy = torch.zeros(1, dtype=torch.float32, device=device)
     active = tuple(bool(num[g].sum() + full_num[g].sum()) for g in range(G))
