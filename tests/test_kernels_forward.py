@@ -427,8 +427,7 @@ def test_one_loop_over_both_kinds_matches_a_loop_per_kind(monkeypatch: pytest.Mo
         monkeypatch.setattr(fwd, "COMPUTED_BLOCKS", computed)
         reset()
         out[one, computed] = fwd.forward(q, k, v, node, config=cfg, residue_mode=mode)
-        launches = fwd._launches(node, 1, 4, 4, 300, 300, 32, torch.float32, "cpu",
-                                 cfg, mode)
+        launches = fwd._launches(node, 1, 4, 4, 300, 300, 32, torch.float32, "cpu", cfg, mode)
         assert any(w.mixed for launch in launches for w in launch.work) == one
     reset()
     first = out[True, True]
