@@ -94,7 +94,7 @@ def residue_configs(node: ir.Node, n: int, D: int, dtype: torch.dtype = BF16) ->
     rule = fwd.default_config(n, n, D, dtype, fwd.interpreting())
     dec = residue.decompose(ir.concretize(node, n), n, n, 16, rule.block_q, rule.block_k, "force")
     assert dec is not None and dec.parts
-    return [fwd._residue_config(part, 16, D, dtype) for part in dec.parts]
+    return [fwd._residue_config(part, D, dtype) for part in dec.parts]
 
 
 def whole(cfg: ForwardConfig) -> ForwardConfig:

@@ -132,7 +132,6 @@ def main() -> None:
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
     o, lse = torch.empty_like(q), torch.empty(1, H, N, device="cuda")
-    triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
     rows: list[dict[str, Any]] = []
     for gather, name in ((True, "sparse_transformer/sparse_transformer_stride"),
                          (False, "block_local/block_local_causal")):

@@ -253,11 +253,11 @@ def _launches(node: ir.Node, B: int, H: int, Hkv: int, nq: int, nk: int, D: int,
     out = [_cached_setup(dec.rest, B, H, Hkv, nq, nk, D, dtype, device, cfg)]
     for part in dec.parts:
         out.append(_cached_setup(part.node, B, H, Hkv, part.nq, part.nk, D, dtype, device,
-                                 _residue_config(part, H, D, dtype), (part.r, part.u0, part.off)))
+                                 _residue_config(part, D, dtype), (part.r, part.u0, part.off)))
     return _planned(out)
 
 
-def _residue_config(part: residue.Gathered, H: int, D: int, dtype: torch.dtype) -> ForwardConfig:
+def _residue_config(part: residue.Gathered, D: int, dtype: torch.dtype) -> ForwardConfig:
     """Tiles of a residue launch: the head dim's rule at its virtual lengths. Gathered rows are
     short and regular: never split (the merge epilogue needs whole rows). (Until session 16 many
     classes of short rows took two stages; with one loop over both kinds of block (``ONE_LOOP``)
