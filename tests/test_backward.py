@@ -72,10 +72,13 @@ def test_gradients_match_reference(node: ir.Node, nqk: tuple[int, int], data: st
     config = data.draw(st.sampled_from([SMALL, SUBTILED, SPLIT]))
     B = data.draw(st.integers(1, 2))
     rb._FUSED = data.draw(st.sampled_from([None, False]))  # small grids: None is one launch
+    # two launches: dQ computes the row statistics (DQ_STATS), or a preprocess launch does
+    rb.DQ_STATS = data.draw(st.booleans())
     try:
         check(node, B, H, HKV, nq, nk, D, dtype, config, seed=data.draw(st.integers(0, 9)))
     finally:
         rb._FUSED = None
+        rb.DQ_STATS = True
 
 
 def test_empty_rows_and_unseen_keys_get_zero_gradients() -> None:
@@ -115,8 +118,11 @@ def test_split_heavy_rows_and_columns() -> None:
     check(node, 1, 4, 2, 50, 70, 24, torch.float32, SPLIT)
 
 
-def test_lse_gradient_is_folded_into_delta() -> None:
-    # d(sum(w * lse))/dq through the kernels equals the reference's
+@pytest.mark.parametrize(("fused", "stats"), [(True, True), (False, True), (False, False)])
+def test_lse_gradient_is_folded_into_delta(monkeypatch: pytest.MonkeyPatch, fused: bool, stats: bool) -> None:
+    # d(sum(w * lse))/dq through the kernels equals the reference's, whichever launch computes delta
+    monkeypatch.setattr(rb, "_FUSED", fused)
+    monkeypatch.setattr(rb, "DQ_STATS", stats)
     node = ir.Band(3) | ir.Cols(ir.TokenList.of(0))
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(1, 2, 24, 16, generator=g) for _ in range(3))
@@ -135,6 +141,26 @@ def test_lse_gradient_is_folded_into_delta() -> None:
     want = torch.autograd.grad(loss, (qq, kk, vv))
     for a, b, name in zip(got, want, ("dq", "dk", "dv")):
         assert_close(a, b, torch.float32, name)
+
+
+def test_dq_launch_computes_the_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two launches per step and DQ_STATS: no preprocess launch; each step's dQ launch runs first,
+    # computes delta and the base-2 LSE, and its dK/dV launch reads them
+    ran: list[tuple[str, bool]] = []
+
+    class Spy(Prepared):
+        def __call__(self, tensors: Any) -> None:
+            ran.append((self.launcher.fn.__name__, bool(self.kwargs.get("STATS"))))
+            super().__call__(tensors)
+
+    def no_preprocess(*args: Any) -> None:
+        raise AssertionError("the preprocess ran")
+
+    monkeypatch.setattr(rb, "Prepared", Spy)
+    monkeypatch.setattr(rb, "_FUSED", False)
+    monkeypatch.setattr(rb, "_preprocess", no_preprocess)
+    check(ir.Band(3) | ir.Global(ir.TokenList.of(0)), 2, 4, 2, 45, 50, 16, torch.bfloat16, SPLIT)
+    assert ran == [("dq_kernel", True), ("dkdv_kernel", False)]
 
 
 def test_generated_source_is_readable_and_specialized() -> None:
