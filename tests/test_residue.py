@@ -194,34 +194,3 @@ def test_whole_classes_take_the_unmasked_paths(text: str, nq: int, nk: int) -> N
     whole = nk % 2 == 0
     assert all(site.kwargs["EVEN_N"] == whole for site in sites)
     assert all(residue.whole_classes(nq, nk, la.res[0]) == (whole, whole) for la in launches)
-
-
-@pytest.mark.parametrize("text", ["strided(4) & causal", "dilated(3, 2) | window(2, 1)"])
-def test_backward_with_classes_fastest(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    # runtime.backward.CLASSES_FAST: the gathered dK/dV and dQ launches put the residue class on
-    # grid axis 0 (ORDER 2); the gradients still match the reference, GQA and partial classes included
-    import importlib
-
-    from patternc.runtime import reset
-
-    rb = importlib.import_module("patternc.runtime.backward")
-    grids: list[tuple[tuple[int, ...], int]] = []
-
-    class Spy(rb.Prepared):  # type: ignore[name-defined,misc]
-        def __init__(self, fn: object, grid: tuple[int, ...], args: object,
-                     kwargs: dict[str, object]) -> None:
-            if kwargs.get("RES"):
-                grids.append((grid, int(kwargs["ORDER"])))  # type: ignore[call-overload]
-            super().__init__(fn, grid, args, kwargs)
-
-    monkeypatch.setattr(rb, "Prepared", Spy)
-    monkeypatch.setattr(rb, "CLASSES_FAST", True)
-    monkeypatch.setattr(rb, "_FUSED", False)
-    reset()
-    try:
-        node = patternc.pattern(text)
-        _check_backward(node, 1, 4, 2, 67, 70, 16, torch.float32)
-        _check_backward(node, 1, 2, 2, 64, 64, 16, torch.bfloat16)
-    finally:
-        reset()
-    assert grids and all(order == 2 and grid[0] in (2, 4) for grid, order in grids)

@@ -5,7 +5,7 @@ process, gradients compared with the first value's (max abs difference).
     BS_SWITCH=DQ_STATS BS_N=65536 BS_D=64 python benchmarks/dev/bwd_switch_ab.py   # $OUT/bwd_switch_ab.json
 
 * ``DQ_STATS``: the dQ launch computes the row statistics, no preprocess launch (adopted).
-* ``CLASSES_FAST``: the gathered launches run residue classes fastest (tried in 76aefba and
+* ``CLASSES_FAST``: the gathered launches run residue classes fastest (tried in commit 76aefba,
   removed: ``results/classes_fast_ab_h100_2026-11-23_s17_*``).
 
 ``BS_ONLY``: ';'-separated substrings of the suite's pattern names (default: all).

@@ -370,15 +370,11 @@ def _kv_group(bh, HKV, H, G):
 
 
 @triton.jit
-def _item3(ORDER: tl.constexpr):
-    # (work item, batch x head, residue class) of a 3-D grid program whose fastest axis is the
-    # work item (ORDER 0), the head (1: split tiles) or the residue class (2: gathered launches,
-    # so that programs running together read neighbouring classes' rows, adjacent in memory)
-    if ORDER == 1:
-        return tl.program_id(1), tl.program_id(0), tl.program_id(2)
-    if ORDER == 2:
-        return tl.program_id(1), tl.program_id(2), tl.program_id(0)
-    return tl.program_id(0), tl.program_id(1), tl.program_id(2)
+def _item2(HEADS_FAST: tl.constexpr):
+    # (work item, batch x head) of a 3-D grid program
+    if HEADS_FAST:
+        return tl.program_id(1), tl.program_id(0)
+    return tl.program_id(0), tl.program_id(1)
 
 
 @triton.jit
@@ -400,14 +396,16 @@ def dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEM
                 BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                 D: tl.constexpr, DP: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
                 EVEN_Q: tl.constexpr = False, RES: tl.constexpr = False, ACCUM: tl.constexpr = False,
-                ORDER: tl.constexpr = 0, HAS_PARTIAL: tl.constexpr = True,
+                HEADS_FAST: tl.constexpr = False, HAS_PARTIAL: tl.constexpr = True,
                 HAS_FULL: tl.constexpr = True):
     # dK / dV alone (large grids, where one body per kernel runs faster than bwd_kernel's two):
-    # grid (items, batch x KV heads, classes) in the order ORDER says (_item3)
-    it, bh, res_c = _item3(ORDER)
+    # grid (items, batch x KV heads, classes), or heads first with HEADS_FAST (split tiles:
+    # every head's chunks start in the first wave); work items vary fastest otherwise (residue
+    # classes fastest lost 1-3% on every gathered pattern: benchmarks/RESULTS.md, session 17)
+    it, bh = _item2(HEADS_FAST)
     if not _in_groups(skip_groups, _kv_group(bh, HKV, H, G)):
         _dkdv_program(Q, K, V, DO, LSE, DELTA, DK, DV, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                      res_c{targs}, sm_scale, qk_scale,
+                      tl.program_id(2){targs}, sm_scale, qk_scale,
                       sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom,
                       sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
                       nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
@@ -426,14 +424,14 @@ def dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS{targ
               BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               D: tl.constexpr, DP: tl.constexpr, EVEN_K: tl.constexpr, PREC: tl.constexpr,
               UPCAST: tl.constexpr, RES: tl.constexpr = False,
-              ACCUM: tl.constexpr = False, ORDER: tl.constexpr = 0,
+              ACCUM: tl.constexpr = False, HEADS_FAST: tl.constexpr = False,
               HAS_PARTIAL: tl.constexpr = True, HAS_FULL: tl.constexpr = True,
               STATS: tl.constexpr = False, HAS_DLSE: tl.constexpr = False):
     # dQ alone, laid out as dkdv_kernel
-    it, bh, res_c = _item3(ORDER)
+    it, bh = _item2(HEADS_FAST)
     if not _in_groups(skip_groups, (bh % H) * G // H):
         _dq_program(Q, K, V, DO, LSE, DELTA, DQ, BUF, NUM, IDX, FNUM, FIDX, ITEMS + it * 4, bh,
-                    res_c{targs}, sm_scale, qk_scale,
+                    tl.program_id(2){targs}, sm_scale, qk_scale,
                     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, sdqb, sdqh, sdqm,
                     nq, nk, H, HKV, G, GT, rows, idx_w, fidx_w, n_slots,
                     res_r, res_u0, res_off, nq_phys, nk_phys, skip_groups, add_groups,

@@ -575,7 +575,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         plan.nq, plan.nk, H, HKV, st.groups, plan.groups, plan.num_k_blocks, bwd.idx.shape[-1],
         bwd.full_idx.shape[-1], sk.n_slots, r, u0, off, nq, nk, skip, add), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm1, BN=cfg.bn1, D=D, DP=st.dp, PREC=st.prec,
-        UPCAST=st.upcast, EVEN_Q=even[0], ORDER=_order(sk, r),
+        UPCAST=st.upcast, EVEN_Q=even[0], HEADS_FAST=sk.n_slots > 0,
         HAS_PARTIAL=bwd.has_partial, HAS_FULL=bwd.has_full,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages, RES=res is not None, ACCUM=accum_kv))
     dq = Prepared(
@@ -588,7 +588,7 @@ def _separate_sites(st: _Setup, res: tuple[int, int, int] | None, t: _Tensors, s
         s.out, s.lse, s.dlse, *t.out.stride()[:3], *t.lse.stride(), *t.dlse.stride()), dict(
         BLOCK_Q=plan.block_q, BLOCK_K=plan.block_k, BM=cfg.bm2, BN=cfg.bn2, D=D, DP=st.dp,
         EVEN_K=even[1], PREC=st.prec, UPCAST=st.upcast,
-        ORDER=_order(sq, r), HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
+        HEADS_FAST=sq.n_slots > 0, HAS_PARTIAL=fwd.has_partial, HAS_FULL=fwd.has_full,
         num_warps=cfg.dq_launch[0], num_stages=cfg.dq_launch[1], RES=res is not None, ACCUM=accum_q,
         STATS=stats, HAS_DLSE=stats and has_dlse))
     return (dq, dkdv) if stats else (dkdv, dq)
@@ -600,23 +600,11 @@ dQ launch computes its rows' statistics from O, dO and the LSE and stores them, 
 launch reads them after it (``_backward``). Saves a pass over O and dO (H100, 64k, D=64: the
 preprocess took 97 us of a 0.87 ms ``sparse_transformer_stride`` backward)."""
 
-CLASSES_FAST = False
-"""Gathered launches (residue classes) run the classes fastest in their grid (``_order``)."""
-
-
-def _order(sched: Schedule, r: int) -> int:
-    """The kernels' ``ORDER``: heads fastest (1) when tiles are split (so every head's long chunks
-    start first); residue classes fastest (2) in gathered launches under ``CLASSES_FAST``; else
-    work items fastest (0: programs running together share one head's data in L2)."""
-    if sched.n_slots > 0:
-        return 1
-    return 2 if CLASSES_FAST and r > 1 and sched.items.shape[0] < 1 << 16 else 0
-
-
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
-    """The grid of ``_order``'s layout: (items, heads, classes) with the fastest axis first."""
+    """Heads fastest when tiles are split (so every head's long chunks start first), else work
+    items fastest (programs running together share one head's data in L2)."""
     items = sched.items.shape[0]
-    return {0: (items, heads, r), 1: (heads, items, r), 2: (r, items, heads)}[_order(sched, r)]
+    return (heads, items, r) if sched.n_slots > 0 else (items, heads, r)
 
 
 _PRE_SITES: dict[tuple[Any, ...], Prepared] = {}  # the preprocess launch per call layout
