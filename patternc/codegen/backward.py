@@ -1,12 +1,15 @@
 """Backward kernels: Triton source generated per pattern (FlashAttention-2 style).
 
-Two launches per backward call:
+The launches of a backward call:
 
 * ``preprocess`` (pattern-independent, defined here): ``delta = rowsum(dO * O)`` and the LSE
   moved to base 2, with rows that have no keys (LSE ``-inf``) mapped to ``+inf`` so that every
-  probability recomputed for them is ``exp2(-inf) = 0``: zero gradients, never NaN.
-* ``bwd_kernel`` (generated): its first programs compute dK / dV, the rest dQ, so that dQ's
-  programs start while dK / dV's last ones run and a call pays one launch instead of two.
+  probability recomputed for them is ``exp2(-inf) = 0``: zero gradients, never NaN. Calls whose
+  dK/dV and dQ programs launch separately skip it: the dQ launch runs first and its programs
+  compute their rows' statistics (``STATS``, ``row_stats``) for the dK/dV launch after it.
+* ``bwd_kernel`` (generated, small grids): its first programs compute dK / dV, the rest dQ, so
+  that dQ's programs start while dK / dV's last ones run; ``dkdv_kernel`` and ``dq_kernel``
+  (larger grids) hold one kind each.
 
   * ``_dkdv_program``: ``BN`` keys of one KV head. It walks the plan's transposed tables
     (``plan.backward``: key-block rows listing query blocks), FULL blocks without the predicate

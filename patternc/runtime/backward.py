@@ -269,8 +269,9 @@ def _call_key(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
 
 @dataclass(frozen=True)
 class _Call:
-    """A call's work, resolved once for calls of its key: allocate, preprocess, then each set-up's
-    prepared launches and the sums of its split tiles (``_run_sites``)."""
+    """A call's work, resolved once for calls of its key: allocate, preprocess (unless the dQ
+    launches compute the row statistics), then each set-up's prepared launches and the sums of
+    its split tiles (``_run_sites``)."""
 
     node: ir.Node  # held, so that the id in the key is not reused while the entry lives
     pre: Prepared | None  # None: the dQ launches compute the statistics
