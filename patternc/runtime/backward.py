@@ -263,7 +263,7 @@ def _call_key(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
     costs microseconds), shapes, dtype, device, strides and the modes read on every call. The
     gradients' layouts follow from the inputs' (``empty_like``)."""
     return (id(node), q.shape, k.shape, q.dtype, q.device, scale, summary.mode(), residue.default_mode(),
-            autotune.enabled(), _FUSED, None if dlse is None else dlse.stride(),
+            autotune.enabled(), _FUSED, DQ_STATS, None if dlse is None else dlse.stride(),
             *[t.stride() for t in (q, k, v, out, lse, do)])
 
 
@@ -600,6 +600,7 @@ DQ_STATS = True
 dQ launch computes its rows' statistics from O, dO and the LSE and stores them, and its dK/dV
 launch reads them after it (``_backward``). Saves a pass over O and dO (H100, 64k, D=64: the
 preprocess took 97 us of a 0.87 ms ``sparse_transformer_stride`` backward)."""
+
 
 def _grid(heads: int, sched: Schedule, r: int) -> tuple[int, int, int]:
     """Heads fastest when tiles are split (so every head's long chunks start first), else work
