@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from patternc import ir
 from patternc.codegen import predicate
 
-VERSION = 7  # bump when the template changes: part of every cache key
+VERSION = 8  # bump when the template changes: part of every cache key
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,24 @@ def _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale, skn, 
 
 
 @triton.jit
+def _walk(acc, l_i, m_i, q, Kh, Vh, row, lo, hi, base, offs_m, offs_d, nq, nk, qk_scale, skn, skd, svn, svd,
+          res_c, res_r, nk_phys, PRED: tl.constexpr{targs}, RUN: tl.constexpr, PARTIAL: tl.constexpr,
+          EVEN_N: tl.constexpr, RES: tl.constexpr):
+    """Entries ``lo .. hi - 1`` of a row's blocks of one kind (PARTIAL: masked by the predicate).
+    RUN: entry t is block ``base + t`` (consecutive blocks, computed); else the table row ``row``
+    lists it."""
+    for t in range(lo, hi):
+        if RUN:
+            kb = base + t
+        else:
+            kb = tl.load(row + t)
+        acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
+                               skn, skd, svn, svd, res_c, res_r, nk_phys, PARTIAL, PRED{tnames},
+                               PARTIAL=PARTIAL, EVEN_N=EVEN_N, RES=RES, MIXED=False)
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _finish(acc, l_i, m_i, O, LSE, b, h, H, rows_o, offs_d, io, row_ok, nq_phys, sob, soh, som, sod,
             RETURN_LSE: tl.constexpr, ACCUM: tl.constexpr):
     """Normalize and store a query tile at physical rows ``rows_o``; rows with no keys give 0,
@@ -259,23 +277,15 @@ def attn_fwd(Q, K, V, O, LSE, WORK, IDX, FIDX{targs}, WS_O, WS_M, WS_L,
             acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
                                    skn, skd, svn, svd, res_c, res_r, nk_phys, partial, PRED{tnames},
                                    PARTIAL=False, EVEN_N=EVEN_N, RES=RES, MIXED=True)
-    else:
-        for t in range(tl.load(WORK + w * 8 + 1), tl.load(WORK + w * 8 + 2)):
-            if RUN_F:
-                kb = tl.load(WORK + w * 8 + 6) + t
-            else:
-                kb = tl.load(FIDX + qb * fidx_w + t)
-            acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                                   skn, skd, svn, svd, res_c, res_r, nk_phys, False, PRED{tnames},
-                                   PARTIAL=False, EVEN_N=EVEN_N, RES=RES, MIXED=False)
-        for t in range(tl.load(WORK + w * 8 + 3), tl.load(WORK + w * 8 + 4)):
-            if RUN_P:
-                kb = tl.load(WORK + w * 8 + 7) + t
-            else:
-                kb = tl.load(IDX + qb * idx_w + t)
-            acc, l_i, m_i = _visit(acc, l_i, m_i, q, Kh, Vh, kb, offs_m, offs_d, nq, nk, qk_scale,
-                                   skn, skd, svn, svd, res_c, res_r, nk_phys, True, PRED{tnames},
-                                   PARTIAL=True, EVEN_N=EVEN_N, RES=RES, MIXED=False)
+    else:  # a loop per kind: FULL entries, then PARTIAL ones
+        acc, l_i, m_i = _walk(acc, l_i, m_i, q, Kh, Vh, FIDX + qb * fidx_w, tl.load(WORK + w * 8 + 1),
+                              tl.load(WORK + w * 8 + 2), tl.load(WORK + w * 8 + 6), offs_m, offs_d, nq, nk,
+                              qk_scale, skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames},
+                              RUN=RUN_F, PARTIAL=False, EVEN_N=EVEN_N, RES=RES)
+        acc, l_i, m_i = _walk(acc, l_i, m_i, q, Kh, Vh, IDX + qb * idx_w, tl.load(WORK + w * 8 + 3),
+                              tl.load(WORK + w * 8 + 4), tl.load(WORK + w * 8 + 7), offs_m, offs_d, nq, nk,
+                              qk_scale, skn, skd, svn, svd, res_c, res_r, nk_phys, PRED{tnames},
+                              RUN=RUN_P, PARTIAL=True, EVEN_N=EVEN_N, RES=RES)
     if slot < 0:
         _finish(acc, l_i, m_i, O, LSE, b, h, H, rows_o, offs_d, io, row_ok, nq_phys, sob, soh, som, sod,
                 RETURN_LSE, ACCUM)
