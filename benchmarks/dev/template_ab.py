@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ def _old() -> tuple[str, Any]:
     spec = importlib.util.spec_from_file_location("old_forward_codegen", os.environ["TA_OLD"])
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod._KERNEL, f"{mod.VERSION}-old"
 
