@@ -6,7 +6,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +24,42 @@ B, H, DT = 1, 16, torch.bfloat16
 def median_ms(fn: Callable[[], Any]) -> float:
     """``triton.testing.do_bench`` median of ``fn`` in ms (L2 flushed between runs)."""
     return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def forward_rounds(node: ir.Node, variants: Sequence[str], use: Callable[[str], None], q: torch.Tensor,
+                   k: torch.Tensor, v: torch.Tensor, rounds: int) -> dict[str, Any]:
+    """Each variant's forward of ``node`` (``use(variant)`` switches to it), rounds alternating:
+    ``ms`` (per variant, its ``do_bench`` median of each round) and ``err`` (the max abs difference
+    of its output from the first variant's)."""
+    rf = importlib.import_module("patternc.runtime.forward")  # the package exports a function of that name
+    row: dict[str, Any] = {"ms": {}, "err": {}}
+    ref = None
+    for _ in range(rounds):
+        for variant in variants:
+            use(variant)
+            o = rf.forward(q, k, v, node)[0]
+            ref = o if ref is None else ref
+            row["err"][variant] = float((o.float() - ref.float()).abs().max())
+            row["ms"].setdefault(variant, []).append(round(median_ms(lambda: rf.forward(q, k, v, node)), 4))
+    return row
+
+
+def forward_ab(variants: Sequence[str], use: Callable[[str], None], json_name: str, n: int, d: int,
+               rounds: int, only: Sequence[str]) -> None:
+    """:func:`forward_rounds` on every suite pattern that ``only`` selects (all when empty), on
+    random inputs ``[1, H, n, d]``; each row also gets ``first_over`` (per variant, the first
+    variant's best median over its own) and goes to ``$OUT/<json_name>``."""
+    from suite_core import all_cases, select
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, H, n, d, device="cuda", dtype=DT) for _ in range(3))
+    rows: list[dict[str, Any]] = []
+    for case in select(all_cases(), list(only) or None):
+        row = {"pattern": case.label, "n": n, "d": d,
+               **forward_rounds(case.node, variants, use, q, k, v, rounds)}
+        best = {name: min(t) for name, t in row["ms"].items()}
+        row["first_over"] = {name: round(best[variants[0]] / t, 3) for name, t in best.items()}
+        add_row(rows, row, json_name)
 
 
 def node_of(text: str) -> ir.Node:

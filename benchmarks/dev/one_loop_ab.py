@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
 
-import torch
-from devcommon import DT, H, add_row, median_ms
-from suite_core import all_cases, select
+from devcommon import forward_ab
 
 from patternc.runtime import reset, tiles
 
@@ -47,27 +44,8 @@ def use(variant: str) -> None:
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
-    rows: list[dict[str, Any]] = []
-    for case in select(all_cases(), ONLY or None):
-        node = case.node
-        row: dict[str, Any] = {"pattern": case.label, "n": N, "d": D, "ms": {}, "err": {}}
-        ref = None
-        for _ in range(ROUNDS):
-            for variant in VARIANTS:
-                use(variant)
-                o = rf.forward(q, k, v, node)[0]
-                ref = o if ref is None else ref
-                row["err"][variant] = float((o.float() - ref.float()).abs().max())
-                row["ms"].setdefault(variant, []).append(
-                    round(median_ms(lambda node=node: rf.forward(q, k, v, node)), 4))
-        best = {name: min(t) for name, t in row["ms"].items()}
-        if "two" in best:
-            row["two_over"] = {name: round(best["two"] / t, 3) for name, t in best.items()}
-        use("one")
-        add_row(rows, row, "one_loop_ab.json")
-
+    forward_ab(VARIANTS, use, "one_loop_ab.json", N, D, ROUNDS, ONLY)
+    use("one")
 
 if __name__ == "__main__":
     main()

@@ -16,14 +16,11 @@ import os
 import sys
 from typing import Any
 
-import torch
-from devcommon import DT, H, add_row, median_ms
-from suite_core import all_cases, select
+from devcommon import forward_ab
 
 import patternc.codegen.forward as gf
 from patternc.runtime import reset
 
-rf = importlib.import_module("patternc.runtime.forward")
 N = int(os.environ.get("TA_N", "65536"))
 D = int(os.environ.get("TA_D", "64"))
 ROUNDS = int(os.environ.get("TA_ROUNDS", "2"))
@@ -48,26 +45,8 @@ def use(name: str) -> None:
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(1, H, N, D, device="cuda", dtype=DT) for _ in range(3))
-    rows: list[dict[str, Any]] = []
-    for case in select(all_cases(), ONLY or None):
-        node = case.node
-        row: dict[str, Any] = {"pattern": case.label, "n": N, "d": D, "ms": {}, "err": {}}
-        ref = None
-        for _ in range(ROUNDS):
-            for name in ("old", "new"):
-                use(name)
-                o = rf.forward(q, k, v, node)[0]
-                ref = o if ref is None else ref
-                row["err"][name] = float((o.float() - ref.float()).abs().max())
-                row["ms"].setdefault(name, []).append(
-                    round(median_ms(lambda n=node: rf.forward(q, k, v, n)), 4))
-        best = {name: min(t) for name, t in row["ms"].items()}
-        row["old_over_new"] = round(best["old"] / best["new"], 3)
-        add_row(rows, row, "template_ab.json")
+    forward_ab(("old", "new"), use, "template_ab.json", N, D, ROUNDS, ONLY)
     use("new")
-
 
 if __name__ == "__main__":
     main()
