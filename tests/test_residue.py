@@ -194,3 +194,22 @@ def test_whole_classes_take_the_unmasked_paths(text: str, nq: int, nk: int) -> N
     whole = nk % 2 == 0
     assert all(site.kwargs["EVEN_N"] == whole for site in sites)
     assert all(residue.whole_classes(nq, nk, la.res[0]) == (whole, whole) for la in launches)
+
+
+@pytest.mark.parametrize("text", ["(window(3, 0) | strided(4)) & causal",
+                                  "heads(dilated(3, 2), band(2)) | global([0])"])
+def test_backward_steps_compute_their_statistics(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    # two launches per step, no preprocess: the rest's and each gathered part's dQ launch compute
+    # the row statistics that their dK/dV launches read (runtime.backward.DQ_STATS); GQA, nq != nk
+    import importlib
+
+    rb = importlib.import_module("patternc.runtime.backward")
+
+    def no_preprocess(*args: object) -> None:
+        raise AssertionError("the preprocess ran")
+
+    monkeypatch.setattr(rb, "_FUSED", False)
+    monkeypatch.setattr(rb, "_preprocess", no_preprocess)
+    node = patternc.pattern(text)
+    _check_backward(node, 1, 4, 2, 70, 67, 16, torch.float32)
+    _check_backward(node, 1, 2, 1, 64, 64, 16, torch.bfloat16)

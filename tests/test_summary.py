@@ -193,6 +193,20 @@ def test_forward_and_gradients_match_reference(name: str, nq: int, nk: int,
     check_against_reference(name, nq, nk, monkeypatch)
 
 
+@pytest.mark.usefixtures("on")
+@pytest.mark.parametrize("name, nq, nk", [("fixed", 45, 45), ("fixed_heads", 50, 61)])
+def test_gradients_with_the_statistics_from_dq(name: str, nq: int, nk: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # two launches per step, no preprocess: the rest's and the summary part's dQ launches each
+    # compute the row statistics that their dK/dV launches read (runtime.backward.DQ_STATS)
+    def no_preprocess(*args: object) -> None:
+        raise AssertionError("the preprocess ran")
+
+    monkeypatch.setattr(backward, "_FUSED", False)
+    monkeypatch.setattr(backward, "_preprocess", no_preprocess)
+    check_against_reference(name, nq, nk, monkeypatch)
+
+
 @pytest.fixture
 def split_everything(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Backward tiles split into chunks of one block wherever a schedule may split them."""
