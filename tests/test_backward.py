@@ -21,7 +21,7 @@ from patternc.runtime.backward import backward
 from patternc.runtime.launch import Prepared
 
 from .strategies import lengths, patterns
-from .test_backward_support import assert_close, dense_plan, ref_forward, ref_grads
+from .test_backward_support import assert_close, dense_plan, dq_statistics_only, ref_forward, ref_grads
 
 rb = importlib.import_module("patternc.runtime.backward")
 
@@ -153,12 +153,8 @@ def test_dq_launch_computes_the_statistics(monkeypatch: pytest.MonkeyPatch) -> N
             ran.append((self.launcher.fn.__name__, bool(self.kwargs.get("STATS"))))
             super().__call__(tensors)
 
-    def no_preprocess(*args: Any) -> None:
-        raise AssertionError("the preprocess ran")
-
     monkeypatch.setattr(rb, "Prepared", Spy)
-    monkeypatch.setattr(rb, "_FUSED", False)
-    monkeypatch.setattr(rb, "_preprocess", no_preprocess)
+    dq_statistics_only(monkeypatch)
     check(ir.Band(3) | ir.Global(ir.TokenList.of(0)), 2, 4, 2, 45, 50, 16, torch.bfloat16, SPLIT)
     assert ran == [("dq_kernel", True), ("dkdv_kernel", False)]
 

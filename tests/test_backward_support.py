@@ -6,9 +6,11 @@ lowering; they are checked against ``patternc.lower`` elsewhere. No tests live i
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from patternc import ir
@@ -116,3 +118,15 @@ def chunked_ref_grads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: tor
         dq[:, :, lo:lo + chunk] = qc.grad
     assert kk.grad is not None and vv.grad is not None
     return dq, kk.grad, vv.grad
+
+
+def dq_statistics_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two launches per step (``runtime.backward._FUSED = False``), and a failure if the
+    preprocess pass runs: the dQ launches must compute the row statistics (``DQ_STATS``)."""
+    rb = importlib.import_module("patternc.runtime.backward")
+
+    def no_preprocess(*args: object) -> None:
+        raise AssertionError("the preprocess ran")
+
+    monkeypatch.setattr(rb, "_FUSED", False)
+    monkeypatch.setattr(rb, "_preprocess", no_preprocess)

@@ -26,7 +26,7 @@ from patternc.runtime.backward import backward
 from patternc.runtime.forward import forward
 
 from .strategies import lengths, patterns
-from .test_backward_support import assert_close, ref_forward, ref_grads
+from .test_backward_support import assert_close, dq_statistics_only, ref_forward, ref_grads
 
 STDLIB = Path(patternc.__file__).parent / "stdlib_patterns"
 
@@ -201,15 +201,7 @@ def test_whole_classes_take_the_unmasked_paths(text: str, nq: int, nk: int) -> N
 def test_backward_steps_compute_their_statistics(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     # two launches per step, no preprocess: the rest's and each gathered part's dQ launch compute
     # the row statistics that their dK/dV launches read (runtime.backward.DQ_STATS); GQA, nq != nk
-    import importlib
-
-    rb = importlib.import_module("patternc.runtime.backward")
-
-    def no_preprocess(*args: object) -> None:
-        raise AssertionError("the preprocess ran")
-
-    monkeypatch.setattr(rb, "_FUSED", False)
-    monkeypatch.setattr(rb, "_preprocess", no_preprocess)
+    dq_statistics_only(monkeypatch)
     node = patternc.pattern(text)
     _check_backward(node, 1, 4, 2, 70, 67, 16, torch.float32)
     _check_backward(node, 1, 2, 1, 64, 64, 16, torch.bfloat16)

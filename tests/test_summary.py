@@ -24,7 +24,7 @@ from patternc.lower.predicate import NumpyEnv, predicate
 from patternc.runtime import attention, autograd, backward, summary
 from patternc.runtime.forward import predicate_mask
 
-from .test_backward_support import ref_forward
+from .test_backward_support import dq_statistics_only, ref_forward
 from .test_lower import check_plan
 
 causal = ir.Causal()
@@ -199,11 +199,7 @@ def test_gradients_with_the_statistics_from_dq(name: str, nq: int, nk: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # two launches per step, no preprocess: the rest's and the summary part's dQ launches each
     # compute the row statistics that their dK/dV launches read (runtime.backward.DQ_STATS)
-    def no_preprocess(*args: object) -> None:
-        raise AssertionError("the preprocess ran")
-
-    monkeypatch.setattr(backward, "_FUSED", False)
-    monkeypatch.setattr(backward, "_preprocess", no_preprocess)
+    dq_statistics_only(monkeypatch)
     check_against_reference(name, nq, nk, monkeypatch)
 
 
